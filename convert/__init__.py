@@ -1,0 +1,31 @@
+"""ANN → multi-level quantized ANN → multi-level spiking network.
+
+>>> qann = calibrate(model, loader, levels=4)          # thresholds from data
+>>> snn = to_snn(qann, max_spikes=4, timesteps=1)        # bit-identical to qann at T=1
+>>> outputs = snn(images)                                # (T, B, classes)
+"""
+
+from .calibrate import build_qann, calibrate, calibrate_thresholds, quantizers
+from .errors import ConversionError
+from .neuron import MultiLevelIFNeuron, if_neuron
+from .quant import MultiLevelQuantizer, quantize
+from .report import ConversionReport, conversion_report
+from .snn import SpikingNetwork, cumulative_mean, neurons, to_snn
+
+__all__ = [
+    "ConversionError",
+    "ConversionReport",
+    "MultiLevelIFNeuron",
+    "MultiLevelQuantizer",
+    "SpikingNetwork",
+    "build_qann",
+    "calibrate",
+    "calibrate_thresholds",
+    "conversion_report",
+    "cumulative_mean",
+    "if_neuron",
+    "neurons",
+    "quantize",
+    "quantizers",
+    "to_snn",
+]

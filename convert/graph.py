@@ -1,0 +1,371 @@
+"""torch.fx graph surgery: trace a model, check it, find activation call sites, swap modules.
+
+Everything here works on a traced copy; the traced graph keeps the source model's
+qualified names, so ANN, QANN and SNN layers line up by name.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .errors import ConversionError
+
+__all__ = [
+    "ActivationSite",
+    "activation_sites",
+    "check_supported",
+    "get_module",
+    "set_module",
+    "trace",
+]
+
+try:  # timm's own list of modules that must not be traced through
+    from timm.layers.norm_act import BatchNormAct2d, FrozenBatchNormAct2d
+    from timm.models._features_fx import get_notrace_functions, get_notrace_modules
+
+    # BatchNorm+act layers are traced *through* so BN can be folded and the act quantized.
+    _TIMM_LEAVES = tuple(
+        m for m in get_notrace_modules() if m not in (BatchNormAct2d, FrozenBatchNormAct2d)
+    )
+    _TIMM_AUTOWRAP = tuple(get_notrace_functions())
+except ImportError:  # pragma: no cover - timm is a dependency, but keep fx usable without it
+    _TIMM_LEAVES, _TIMM_AUTOWRAP = (), ()
+
+
+class _Tracer(fx.Tracer):
+    """fx tracer honouring timm's no-trace modules and our own spiking/quantizing layers."""
+
+    def __init__(self, extra_leaves: tuple[type, ...] = ()) -> None:
+        super().__init__(autowrap_functions=_TIMM_AUTOWRAP)
+        self.extra_leaves = _TIMM_LEAVES + extra_leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if type(m) in _STATIC_REWRITES:
+            return False
+        return isinstance(m, self.extra_leaves) or super().is_leaf_module(m, qualname)
+
+
+_STATIC_REWRITES: dict[type, Callable[[nn.Module, torch.Size], nn.Module]] = {}
+
+
+def register_static_rewrite(cls: type) -> Callable:
+    """Register ``fn(module, input_shape) -> traceable module`` for an untraceable layer.
+
+    Some layers branch on their input's shape (timm's VGG ``ConvMlp``); for a known input
+    size the branch is fixed, so the layer is swapped, on the traced copy only, for an
+    equivalent module without the branch, keeping its children's names.
+    """
+
+    def register(fn: Callable[[nn.Module, torch.Size], nn.Module]) -> Callable:
+        _STATIC_REWRITES[cls] = fn
+        return fn
+
+    return register
+
+
+def _apply_static_rewrites(model: nn.Module, input_shape: tuple[int, ...] | None) -> None:
+    targets = {n: m for n, m in model.named_modules() if type(m) in _STATIC_REWRITES}
+    if not targets:
+        return
+    if input_shape is None:
+        raise ConversionError(
+            f"{', '.join(targets)} branch on their input size: pass input_shape=(C, H, W)"
+        )
+    shapes: dict[str, torch.Size] = {}
+
+    def record(name: str) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> None:
+            shapes.setdefault(name, args[0].shape)
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(n)) for n, m in targets.items()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, mod in targets.items():
+        set_module(model, name, _STATIC_REWRITES[type(mod)](mod, shapes[name]))
+
+
+def trace(
+    model: nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    extra_leaves: tuple[type, ...] = (),
+) -> fx.GraphModule:
+    """Trace an eval-mode deepcopy of ``model``; the caller's model is not touched.
+
+    Args:
+        model: the network to trace.
+        input_shape: one input sample's shape; needed only by layers that branch on it.
+        extra_leaves: module types to keep as opaque ``call_module`` nodes.
+
+    Raises:
+        ConversionError: the model's forward cannot be traced symbolically.
+    """
+    from . import timm_compat  # noqa: F401  (registers rewrites of timm layers)
+    from .neuron import MultiLevelIFNeuron
+    from .quant import MultiLevelQuantizer
+
+    work = copy.deepcopy(model).eval()
+    _apply_static_rewrites(work, input_shape)
+    tracer = _Tracer(extra_leaves + (MultiLevelQuantizer, MultiLevelIFNeuron))
+    try:
+        graph = tracer.trace(work)
+    except Exception as err:  # fx raises many types; all mean "forward is not traceable"
+        raise ConversionError(
+            f"cannot trace {type(model).__name__}.forward with torch.fx ({type(err).__name__}: "
+            f"{err}). Remove data-dependent control flow from forward, or register the "
+            "offending module with timm.layers.register_notrace_module."
+        ) from err
+    return fx.GraphModule(work, graph, class_name=type(model).__name__)
+
+
+def get_module(root: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted ``path`` (``""`` is the root)."""
+    return root.get_submodule(path) if path else root
+
+
+def set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` at dotted ``path``, creating empty containers along the way."""
+    parent_path, _, name = path.rpartition(".")
+    parent = root
+    for part in parent_path.split(".") if parent_path else []:
+        if not hasattr(parent, part):
+            parent.add_module(part, nn.Module())
+        parent = getattr(parent, part)
+    parent.add_module(name, module)
+
+
+# --------------------------------------------------------------------------- activation sites
+
+_RELU_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu"}
+_RELU6_FUNCTIONS = {F.relu6: "relu6"}
+_RELU_METHODS = {"relu", "relu_"}
+
+
+class ActivationSite:
+    """One call of a ReLU-like activation in the traced graph.
+
+    Attributes:
+        node: the fx node.
+        path: the qualified name its quantizer/neuron gets (unique per call site).
+        ceiling: upper clip of the activation (6 for ReLU6, ``inf`` for ReLU).
+        source: description for reports, e.g. ``"nn.ReLU layer1.0.act1"``.
+    """
+
+    def __init__(self, node: fx.Node, path: str, ceiling: float, source: str) -> None:
+        self.node, self.path, self.ceiling, self.source = node, path, ceiling, source
+
+
+def _relu_ceiling(gm: fx.GraphModule, node: fx.Node) -> float | None:
+    """``inf`` for ReLU, 6 for ReLU6 / hardtanh(0, 6), ``None`` when not a ReLU-like call."""
+    if node.op == "call_module":
+        mod = get_module(gm, node.target)
+        if isinstance(mod, nn.ReLU):
+            return float("inf")
+        if isinstance(mod, nn.Hardtanh) and mod.min_val == 0.0:  # ReLU6 is a Hardtanh
+            return float(mod.max_val)
+    elif node.op == "call_function":
+        if node.target in _RELU_FUNCTIONS:
+            return float("inf")
+        if node.target in _RELU6_FUNCTIONS:
+            return 6.0
+        if node.target is F.hardtanh:
+            lo = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
+            hi = node.kwargs.get("max_val", node.args[2] if len(node.args) > 2 else 1.0)
+            return float(hi) if lo == 0.0 else None
+    elif node.op == "call_method" and node.target in _RELU_METHODS:
+        return float("inf")
+    return None
+
+
+def _owner(node: fx.Node) -> str:
+    """Qualified name of the module whose forward issued ``node`` (``""`` for the root)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack), "") if stack else ""
+
+
+def activation_sites(gm: fx.GraphModule) -> list[ActivationSite]:
+    """Every ReLU/ReLU6 call site in graph order, each with its own unique module path.
+
+    A module called once keeps its own path; a module called again (a reused ``nn.ReLU``)
+    or a functional call gets ``<owner>.<name>_<k>``, free in the graph module.
+    """
+    taken = {name for name, _ in gm.named_modules()}
+    seen_modules: set[str] = set()
+    sites = []
+    for node in gm.graph.nodes:
+        ceiling = _relu_ceiling(gm, node)
+        if ceiling is None:
+            continue
+        if node.op == "call_module" and node.target not in seen_modules:
+            seen_modules.add(node.target)
+            path = node.target
+            kind = type(get_module(gm, path)).__name__
+            source = f"nn.{kind} {path}"
+        else:
+            if node.op == "call_module":
+                base, kind = node.target, f"nn.{type(get_module(gm, node.target)).__name__}"
+                source = f"{kind} {base} (reused)"
+            else:
+                owner = _owner(node)
+                name = getattr(node.target, "__name__", str(node.target)).rstrip("_")
+                base = f"{owner}.{name}" if owner else name
+                source = f"{'F.' if node.op == 'call_function' else '.'}{name}() in " + (
+                    owner or "forward"
+                )
+            path, k = base, 1
+            while path in taken:
+                path, k = f"{base}_{k}", k + 1
+        taken.add(path)
+        sites.append(ActivationSite(node, path, ceiling, source))
+    return sites
+
+
+def replace_sites(
+    gm: fx.GraphModule,
+    sites: list[ActivationSite],
+    factory: Callable[[ActivationSite], nn.Module],
+) -> None:
+    """Replace each activation call site by ``call_module`` of ``factory(site)`` at its path."""
+    for site in sites:
+        node = site.node
+        set_module(gm, site.path, factory(site))
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(site.path, (node.args[0],))
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+
+
+# --------------------------------------------------------------------------- support check
+
+_LINEAR_MODULES = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+)  # fmt: skip
+_MAX_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
+
+_PASS_FUNCTIONS = {
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.neg, operator.getitem,
+    torch.add, torch.sub, torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape,
+    torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose, torch.mean, torch.sum,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.linear, F.conv1d, F.conv2d, F.conv3d,
+    F.dropout, F.dropout2d, F.batch_norm, getattr, torch._assert,
+}  # fmt: skip
+_MAX_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool2d}
+_SCALAR_FUNCTIONS = {operator.mul, operator.imul, operator.truediv, torch.mul, torch.div}
+_PASS_METHODS = {
+    "view", "reshape", "flatten", "mean", "sum", "contiguous", "permute", "transpose",
+    "squeeze", "unsqueeze", "add", "add_", "sub", "expand", "clone", "size", "dim",
+    "__getitem__", "chunk", "split", "to", "type_as", "float",
+}  # fmt: skip
+_SCALAR_METHODS = {"mul", "mul_", "div", "div_"}
+_SHAPE_METHODS = {"size", "dim", "numel"}
+
+
+def _signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
+    """Nodes carrying a tensor derived from the input (not shapes, not parameters)."""
+    signal: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            signal.add(node)
+            continue
+        if node.op in ("get_attr", "output"):
+            continue
+        if node.op == "call_method" and node.target in _SHAPE_METHODS:
+            continue
+        if node.op == "call_function" and node.target is getattr:
+            continue  # x.shape, x.ndim, ...
+        if any(arg in signal for arg in node.all_input_nodes):
+            signal.add(node)
+    return signal
+
+
+def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"module {node.target} ({type(get_module(gm, node.target)).__name__})"
+    name = getattr(node.target, "__name__", str(node.target))
+    where = _owner(node) or "forward"
+    return f"{'method .' if node.op == 'call_method' else 'function '}{name}() in {where}"
+
+
+def _is_supported(gm: fx.GraphModule, node: fx.Node, signal: set[fx.Node]) -> str | None:
+    """``None`` when ``node`` is exact in a multi-level SNN, else the reason it is not."""
+    if _relu_ceiling(gm, node) is not None or node.op in ("output", "placeholder"):
+        return None
+    if node.op == "call_module":
+        from .neuron import MultiLevelIFNeuron
+        from .quant import MultiLevelQuantizer
+
+        mod = get_module(gm, node.target)
+        if isinstance(mod, _LINEAR_MODULES + _MAX_MODULES):
+            return None
+        if isinstance(mod, (MultiLevelQuantizer, MultiLevelIFNeuron)):
+            return None
+        if isinstance(mod, nn.ConstantPad2d) and mod.value == 0:
+            return None
+        return f"{type(mod).__name__} is not linear, max-pooling or a ReLU"
+    if node.op == "call_function":
+        if node.target in _PASS_FUNCTIONS or node.target in _MAX_FUNCTIONS:
+            return None
+        if node.target is F.pad:
+            mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+            value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0.0)
+            if mode == "constant" and not value:
+                return None
+            return "padding other than constant zero"
+        if node.target in _SCALAR_FUNCTIONS:
+            if sum(arg in signal for arg in node.all_input_nodes) <= 1:
+                return None
+            return "product of two signals (a gate) is not linear"
+    if node.op == "call_method":
+        if node.target in _PASS_METHODS:
+            return None
+        if node.target in _SCALAR_METHODS:
+            if sum(arg in signal for arg in node.all_input_nodes) <= 1:
+                return None
+            return "product of two signals (a gate) is not linear"
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"{name} is non-linear (only ReLU/ReLU6 are converted to spiking neurons)"
+
+
+def check_supported(gm: fx.GraphModule, model_name: str = "") -> None:
+    """Raise a ConversionError listing every unsupported op on the signal path."""
+    signal = _signal_nodes(gm)
+    culprits = []
+    for node in gm.graph.nodes:
+        if node in signal or node.op == "output":
+            reason = _is_supported(gm, node, signal)
+            if reason is not None:
+                culprits.append((_describe(gm, node), reason))
+    if culprits:
+        raise ConversionError(
+            f"{model_name or gm.__class__.__name__} has {len(culprits)} operation(s) on the "
+            "signal path that a multi-level SNN cannot compute exactly:",
+            culprits,
+        )
+
+
+def max_pool_nodes(gm: fx.GraphModule) -> Iterator[fx.Node]:
+    """Max-pooling call sites (exact at T=1; per-step max of spike payloads for T>1)."""
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(get_module(gm, node.target), _MAX_MODULES):
+            yield node
+        elif node.op == "call_function" and node.target in _MAX_FUNCTIONS:
+            yield node

@@ -1,0 +1,110 @@
+"""Quantized ANN → spiking network: swap each quantizer for a multi-level IF neuron.
+
+The SNN reuses the QANN's graph. Stateless layers (conv, linear, pooling, joins) process
+all ``T`` steps at once on a time-flattened ``(T·B, ...)`` batch; neurons unroll time.
+Inputs are analog (direct encoding): a static input is presented at every step, a
+sequence input ``(T, B, ...)`` (event frames) gives one frame per step. The classifier
+head's output at step ``t`` is returned for every ``t``; the prediction after ``t`` steps
+is the mean of the first ``t`` outputs (:func:`cumulative_mean`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, fx, nn
+
+from .calibrate import quantizers
+from .graph import set_module
+from .neuron import MultiLevelIFNeuron
+
+__all__ = ["SpikingNetwork", "cumulative_mean", "neurons", "to_snn"]
+
+
+def cumulative_mean(outputs: Tensor) -> Tensor:
+    """``out[t] = mean(outputs[:t+1])`` over the leading time dimension."""
+    steps = torch.arange(1, outputs.shape[0] + 1, device=outputs.device, dtype=outputs.dtype)
+    return outputs.cumsum(0) / steps.view(-1, *([1] * (outputs.dim() - 1)))
+
+
+def neurons(model: nn.Module) -> dict[str, MultiLevelIFNeuron]:
+    """Every multi-level IF neuron of a model by qualified name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, MultiLevelIFNeuron)}
+
+
+class SpikingNetwork(nn.Module):
+    """A converted SNN: runs ``timesteps`` steps and returns every step's output.
+
+    Args:
+        net: the spiking graph (a QANN graph whose quantizers are neurons).
+        timesteps: default number of steps ``T``.
+        input_shape: shape of one static input sample, e.g. ``(3, 32, 32)``.
+
+    Forward:
+        ``x`` of shape ``(B, *input_shape)`` (presented at every step) or
+        ``(T, B, *input_shape)`` (one frame per step) → outputs ``(T, B, classes)``.
+    """
+
+    def __init__(self, net: fx.GraphModule, timesteps: int = 1, input_shape=()) -> None:
+        super().__init__()
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        self.net = net
+        self.timesteps = int(timesteps)
+        self.input_shape = tuple(int(d) for d in input_shape)
+
+    def forward(self, x: Tensor, timesteps: int | None = None) -> Tensor:
+        ndim = len(self.input_shape) + 1
+        if x.dim() == ndim:
+            steps = self.timesteps if timesteps is None else int(timesteps)
+            batch = x.shape[0]
+            x = x.unsqueeze(0).expand(steps, *x.shape).reshape(steps * batch, *x.shape[1:])
+        elif x.dim() == ndim + 1:
+            steps, batch = x.shape[:2]
+            if timesteps is not None and timesteps != steps:
+                raise ValueError(f"input has {steps} frames but timesteps={timesteps}")
+            x = x.reshape(steps * batch, *x.shape[2:])
+        else:
+            raise ValueError(
+                f"expected input (B, {', '.join(map(str, self.input_shape))}) or (T, B, ...), "
+                f"got shape {tuple(x.shape)}"
+            )
+        for neuron in self.net.modules():
+            if isinstance(neuron, MultiLevelIFNeuron):
+                neuron.timesteps = steps
+        out = self.net(x)
+        return out.reshape(steps, batch, *out.shape[1:])
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}"
+
+
+def to_snn(
+    qann: fx.GraphModule,
+    max_spikes: int | None = None,
+    timesteps: int = 1,
+) -> SpikingNetwork:
+    """Convert a quantized ANN into a :class:`SpikingNetwork` (on a copy).
+
+    Each quantizer becomes a :class:`MultiLevelIFNeuron` at the same qualified name with
+    the same threshold λ and quantum ``λ/N``. With ``N = L`` and ``T = 1`` the SNN's output
+    is bit-identical to the QANN's.
+
+    Args:
+        qann: from :func:`multispike.convert.calibrate` (or :func:`build_qann`).
+        max_spikes: ``N``, spikes per neuron per step (default ``L``; 1 = binary IF).
+        timesteps: default ``T``.
+    """
+    meta = qann.meta.get("multispike")
+    if meta is None:
+        raise TypeError("to_snn expects a quantized ANN from multispike.convert.calibrate")
+    net = copy.deepcopy(qann)
+    for path, quant in quantizers(net).items():
+        neuron = MultiLevelIFNeuron(
+            max_spikes or quant.levels, quant.threshold.detach(), source=quant.source
+        )
+        set_module(net, path, neuron.to(quant.threshold.device))
+    net.meta["multispike"] = dict(meta, max_spikes=max_spikes or meta["levels"])
+    net.recompile()
+    return SpikingNetwork(net, timesteps, meta["input_shape"])

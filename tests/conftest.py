@@ -1,0 +1,45 @@
+"""Shared fixtures: the offline data folder, and a rule that turns its absence into a failure on CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from multispike.zoo.paths import ENV_VAR, shared_data_dir
+
+REQUIRE_VAR = "MULTISPIKE_REQUIRE_DATA"
+
+
+def _need_data(what: str) -> Path:
+    root = shared_data_dir()
+    path = root / what if root is not None else None
+    if path is not None and path.exists():
+        return path
+    reason = (
+        f"real data '{what}' not found: set {ENV_VAR} to a folder laid out like ../shared/data "
+        f"(tried {path or '../shared/data'})"
+    )
+    if os.environ.get(REQUIRE_VAR) == "1":
+        pytest.fail(f"{reason}; {REQUIRE_VAR}=1 forbids skipping", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder (skips, or fails under MULTISPIKE_REQUIRE_DATA=1, when absent)."""
+    return _need_data("")
+
+
+@pytest.fixture(scope="session")
+def need_data():
+    """``need_data("cifar10/cifar10-full.npz")`` → the path, or skip/fail as above."""
+    return _need_data
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
