@@ -1,0 +1,365 @@
+"""Save a converted model to a directory and rebuild it bit-exactly from there.
+
+A model directory holds two files:
+
+- ``model.safetensors``: the state dict (folded weights, thresholds λ), nothing executable;
+- ``config.json``: how to rebuild the graph — the timm model name and ``create_model``
+  kwargs, ``levels``, ``per_channel``, ``input_shape``, ``max_spikes`` and ``timesteps``
+  (SNN), every layer's threshold, the recorded graph transforms, the SHA-256 of the
+  weights and the versions of multispike, torch and timm that wrote it.
+
+:func:`load` rebuilds by ``timm.create_model(name, **kwargs)`` → ``build_qann`` → replay of
+the recorded transforms (:data:`TRANSFORMS`) → ``to_snn`` → strict state-dict load, so the
+rebuilt model computes exactly (``torch.equal``) what the saved one did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, fx, nn
+
+from multispike.convert import SpikingNetwork, build_qann, neurons, quantizers, to_snn
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "TRANSFORMS",
+    "WEIGHTS_FILE",
+    "load",
+    "register_transform",
+    "replay_transforms",
+    "save",
+]
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+_FORMAT = "multispike-model"
+_LIBRARIES = ("multispike", "torch", "timm")
+
+Transform = Callable[[fx.GraphModule, dict[str, Any]], fx.GraphModule]
+TRANSFORMS: dict[str, Transform] = {}
+
+
+class ModelFileError(ValueError):
+    """A model directory is corrupt, incomplete or does not match what it claims to hold."""
+
+
+def register_transform(name: str) -> Callable[[Transform], Transform]:
+    """Register ``fn(qann, spec) -> qann`` to replay a recorded graph transform on load.
+
+    A transform that changes a QANN's structure records itself as a JSON-able dict
+    ``{"name": name, **options}`` in ``qann.meta["multispike"]["transforms"]``; :func:`load`
+    calls the function registered under ``name`` with that dict, in recorded order.
+    """
+
+    def register(fn: Transform) -> Transform:
+        TRANSFORMS[name] = fn
+        return fn
+
+    return register
+
+
+@register_transform("residual")
+def _replay_residual(qann: fx.GraphModule, spec: dict[str, Any]) -> fx.GraphModule:
+    from multispike.convert.residual import rewire_residual
+
+    options = {k: v for k, v in spec.items() if k != "name"}
+    return rewire_residual(qann, **options)
+
+
+def replay_transforms(qann: fx.GraphModule, specs: list[dict[str, Any]]) -> fx.GraphModule:
+    """Apply recorded transforms to a freshly built QANN, in order."""
+    for spec in specs:
+        name = spec.get("name")
+        if name not in TRANSFORMS:
+            raise ModelFileError(
+                f"unknown graph transform {name!r}; known: {sorted(TRANSFORMS)}. Register it "
+                "with multispike.pipelines.serialize.register_transform before loading."
+            )
+        qann = TRANSFORMS[name](qann, spec)
+    qann.meta["multispike"]["transforms"] = [dict(s) for s in specs]
+    return qann
+
+
+# --------------------------------------------------------------------------- save
+
+
+def save(
+    model: SpikingNetwork | fx.GraphModule,
+    directory: str | Path,
+    *,
+    model_name: str,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (a QANN or a SpikingNetwork) to ``directory``; the model is untouched.
+
+    Args:
+        model: a quantized ANN from ``calibrate``/``build_qann`` or an SNN from ``to_snn``.
+        directory: created if missing; ``config.json`` and ``model.safetensors`` are replaced.
+        model_name: the timm model name the source ANN was created from.
+        model_kwargs: the ``timm.create_model`` kwargs it was created with (``num_classes``,
+            ``in_chans``, ...), JSON-serialisable; ``pretrained`` is never replayed.
+
+    Returns:
+        The directory.
+    """
+    meta = _meta_of(model)
+    if not timm.is_model(model_name):
+        raise ValueError(
+            f"model_name {model_name!r} is not a registered timm model: pass the name the "
+            "source ANN was created with (import the module that registers it first)"
+        )
+    kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "pretrained"}
+    try:
+        json.dumps(kwargs)
+    except TypeError as err:
+        raise ValueError(f"model_kwargs must be JSON-serialisable: {err}") from err
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    weights = directory / WEIGHTS_FILE
+    save_file(state, str(weights), metadata={"format": "pt", _FORMAT: str(FORMAT_VERSION)})
+    is_snn = isinstance(model, SpikingNetwork)
+    config = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "snn" if is_snn else "qann",
+        "architecture": {
+            "model_name": model_name,
+            "model_kwargs": kwargs,
+            "module": timm.models.model_entrypoint(model_name).__module__,
+            "source_class": meta.get("source_class"),
+        },
+        "levels": meta["levels"],
+        "per_channel": meta["per_channel"],
+        "input_shape": list(meta["input_shape"]),
+        "max_spikes": meta.get("max_spikes") if is_snn else None,
+        "timesteps": model.timesteps if is_snn else None,
+        "transforms": list(meta.get("transforms", [])),
+        "layers": _layers(model),
+        "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
+        "versions": {lib: metadata.version(lib) for lib in _LIBRARIES},
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def _meta_of(model: nn.Module) -> dict[str, Any]:
+    net = model.net if isinstance(model, SpikingNetwork) else model
+    meta = getattr(net, "meta", {}).get("multispike") if isinstance(net, fx.GraphModule) else None
+    if meta is None:
+        raise TypeError(
+            f"save expects a QANN (multispike.convert.calibrate) or a SpikingNetwork "
+            f"(multispike.convert.to_snn), got {type(model).__name__}"
+        )
+    return meta
+
+
+def _layers(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Per-layer spike/level count and threshold (as floats, exact for float32)."""
+    if isinstance(model, SpikingNetwork):
+        return {
+            path: {"max_spikes": n.max_spikes, "threshold": n.threshold.detach().cpu().tolist()}
+            for path, n in neurons(model.net).items()
+        }
+    return {
+        path: {"levels": q.levels, "threshold": q.threshold.detach().cpu().tolist()}
+        for path, q in quantizers(model).items()
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load(
+    directory: str | Path, *, device: str | torch.device = "cpu"
+) -> SpikingNetwork | fx.GraphModule:
+    """Rebuild a model written by :func:`save`; it computes exactly what the saved one did.
+
+    Args:
+        directory: a directory holding ``config.json`` and ``model.safetensors``.
+        device: where to put the rebuilt model.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ModelFileError: a corrupt or mismatched file (named in the message), an unknown
+            model name or transform, or an incompatible format version.
+    """
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    config = _read_config(config_path)
+    weights_path = directory / config["weights"]["file"]
+    state = _read_weights(weights_path, config["weights"].get("sha256"))
+    _check_versions(config, config_path)
+
+    arch = config["architecture"]
+    ann = _create(arch, config_path)
+    qann = build_qann(
+        ann, config["levels"], per_channel=config["per_channel"], input_shape=config["input_shape"]
+    )
+    qann = replay_transforms(qann, config["transforms"])
+    model: SpikingNetwork | fx.GraphModule = qann
+    if config["kind"] == "snn":
+        model = to_snn(qann, max_spikes=config["max_spikes"], timesteps=config["timesteps"])
+    _apply_layers(model, config["layers"], config_path)
+    _load_state(model, state, weights_path)
+    _check_thresholds(model, config["layers"], config_path, weights_path)
+    return model.to(device).eval()
+
+
+_REQUIRED = (
+    "format_version", "kind", "architecture", "levels", "per_channel", "input_shape",
+    "max_spikes", "timesteps", "transforms", "layers", "weights", "versions",
+)  # fmt: skip
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: a model directory written by multispike.pipelines.save holds "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path} is not valid JSON ({err}): the file is corrupt") from err
+    if not isinstance(config, dict) or config.get("format") != _FORMAT:
+        raise ModelFileError(f"{path} is not a multispike model config (no format {_FORMAT!r})")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise ModelFileError(
+            f"{path} has format_version {version!r}, this multispike reads {FORMAT_VERSION}: "
+            + ("upgrade multispike to load it" if newer else "re-export it with save()")
+        )
+    missing = [key for key in _REQUIRED if key not in config]
+    if missing:
+        raise ModelFileError(f"{path} lacks {', '.join(missing)}: the file is corrupt")
+    if config["kind"] not in ("snn", "qann"):
+        raise ModelFileError(f"{path}: kind must be 'snn' or 'qann', got {config['kind']!r}")
+    return config
+
+
+def _read_weights(path: Path, sha256: str | None) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the model directory is incomplete")
+    if sha256 is not None and _sha256(path) != sha256:
+        raise ModelFileError(
+            f"{path} does not match the SHA-256 recorded in {CONFIG_FILE}: the weights are "
+            "corrupt or come from another model"
+        )
+    try:
+        return load_file(str(path))
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split("+")[0].split(".")[:2])
+
+
+def _check_versions(config: dict[str, Any], path: Path) -> None:
+    for lib, saved in config["versions"].items():
+        if lib not in _LIBRARIES:
+            continue
+        current = metadata.version(lib)
+        if _major_minor(saved) != _major_minor(current):
+            warnings.warn(
+                f"{path} was written with {lib} {saved}, this is {lib} {current}: the rebuilt "
+                "model is checked against the saved weights, but verify its outputs",
+                stacklevel=3,
+            )
+
+
+def _create(arch: dict[str, Any], path: Path) -> nn.Module:
+    name = arch["model_name"]
+    module = arch.get("module")
+    if not timm.is_model(name) and module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ModelFileError(
+                f"{path}: model {name!r} is registered by module {module!r}, which cannot be "
+                f"imported ({err})"
+            ) from err
+    if not timm.is_model(name):
+        raise ModelFileError(
+            f"{path}: {name!r} is not a registered timm model; import the module that "
+            "registers it before load()"
+        )
+    return timm.create_model(name, pretrained=False, **arch.get("model_kwargs", {}))
+
+
+def _apply_layers(model: nn.Module, layers: dict[str, dict[str, Any]], path: Path) -> None:
+    """Set per-layer spike/level counts (they may differ from the model-wide default)."""
+    snn = isinstance(model, SpikingNetwork)
+    found = neurons(model.net) if snn else quantizers(model)
+    if set(found) != set(layers):
+        raise ModelFileError(
+            f"{path} lists layers {sorted(set(layers) - set(found))} the rebuilt model lacks "
+            f"and the model has {sorted(set(found) - set(layers))} the file lacks: the "
+            "architecture or transforms do not match"
+        )
+    for name, spec in layers.items():
+        if snn:
+            found[name].max_spikes = int(spec["max_spikes"])
+        else:
+            found[name].levels = int(spec["levels"])
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if wrong:
+        problems.append(f"shape mismatch {wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
+    if problems:
+        raise ModelFileError(
+            f"{path} does not fit the architecture in {CONFIG_FILE}: " + "; ".join(problems)
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _check_thresholds(
+    model: nn.Module, layers: dict[str, dict[str, Any]], config: Path, weights: Path
+) -> None:
+    modules = neurons(model.net) if isinstance(model, SpikingNetwork) else quantizers(model)
+    for name, spec in layers.items():
+        recorded = torch.tensor(spec["threshold"], dtype=torch.float32)
+        if name not in modules or not torch.equal(recorded, modules[name].threshold.detach()):
+            raise ModelFileError(
+                f"threshold of {name} in {config} differs from {weights}: the files do not "
+                "belong together"
+            )
