@@ -258,9 +258,9 @@ def calibrate(
     """
     first = batch_inputs(next(iter(data)))
     device = _model_device(model)
-    qann = build_qann(
-        model, levels, per_channel=per_channel, input_shape=first.shape[1:]
-    ).to(device)
+    qann = build_qann(model, levels, per_channel=per_channel, input_shape=first.shape[1:]).to(
+        device
+    )
     calibrate_thresholds(
         qann, data, method=method, percentile=percentile, num_batches=num_batches,
         progress=progress,

@@ -23,10 +23,11 @@ _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 def _functional_bn(gm: fx.GraphModule, node: fx.Node) -> nn.BatchNorm1d | None:
     """An eval BatchNorm module equivalent to an ``F.batch_norm`` node, else ``None``."""
-    names = ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum"]
-    args = dict(zip(names, node.args))
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum")
+    names += ("eps",)
+    args = dict(zip(names, node.args, strict=False))
     args.update(node.kwargs)
-    eps = args.get("eps", node.args[7] if len(node.args) > 7 else 1e-5)
+    eps = args.get("eps", 1e-5)
     if args.get("training", False):
         return None
     tensors = {}

@@ -365,7 +365,8 @@ def check_supported(gm: fx.GraphModule, model_name: str = "") -> None:
 def max_pool_nodes(gm: fx.GraphModule) -> Iterator[fx.Node]:
     """Max-pooling call sites (exact at T=1; per-step max of spike payloads for T>1)."""
     for node in gm.graph.nodes:
-        if node.op == "call_module" and isinstance(get_module(gm, node.target), _MAX_MODULES):
-            yield node
-        elif node.op == "call_function" and node.target in _MAX_FUNCTIONS:
+        is_module = node.op == "call_module" and isinstance(
+            get_module(gm, node.target), _MAX_MODULES
+        )
+        if is_module or (node.op == "call_function" and node.target in _MAX_FUNCTIONS):
             yield node

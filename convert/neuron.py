@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .quant import level, threshold_view
+from .quant import level, needs_grad, threshold_view
 
 __all__ = ["MultiLevelIFNeuron", "if_neuron"]
 
@@ -40,14 +40,25 @@ def if_neuron(x_seq: Tensor, threshold: Tensor, max_spikes: int) -> Tensor:
     scale = max_spikes / lam
     quantum = lam / max_spikes
     steps = x_seq.shape[0]
+    grad = needs_grad(x_seq, lam)
     u: Tensor | float = 0.5
     outputs = []
     for t in range(steps):
-        membrane = x_seq[t] * scale + u
-        spikes = level(membrane, max_spikes)
-        if t + 1 < steps:
-            u = membrane - spikes
-        outputs.append(spikes * quantum)
+        last = t + 1 == steps
+        if grad:
+            membrane = x_seq[t] * scale + u
+            spikes = level(membrane, max_spikes)
+            if not last:
+                u = membrane - spikes
+            outputs.append(spikes * quantum)
+            continue
+        membrane = x_seq[t].mul(scale).add_(u)
+        if last:  # the membrane is not needed any more: reuse its memory
+            outputs.append(membrane.floor_().clamp_(0, max_spikes).mul_(quantum))
+        else:
+            spikes = membrane.floor().clamp_(0, max_spikes)
+            u = membrane.sub_(spikes)
+            outputs.append(spikes.mul_(quantum))
     if steps == 1:
         return outputs[0].unsqueeze(0)
     return torch.stack(outputs)

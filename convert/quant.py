@@ -2,12 +2,14 @@
 
     a(z) = (λ/L) · clip( floor(z · L/λ + 1/2), 0, L )
 
-``floor`` has a straight-through gradient (d floor(x)/dx = 1) and ``λ`` is a learnable
-parameter, so autograd gives dλ as in QCFS (Bu et al., ICLR 2022).
+``floor`` has a straight-through gradient (d floor(x)/dx = 1, so da/dz = 1 for 0 ≤ z ≤ λ and
+0 outside) and ``λ`` is a learnable parameter, so autograd gives dλ as in QCFS (Bu et al.,
+ICLR 2022): da/dλ = s/L − z/λ inside the window, 1 above it.
 
 The expression is evaluated as ``clamp(floor(z * (L/λ) + 0.5), 0, L) * (λ/L)``; the
 multi-level IF neuron of :mod:`multispike.convert.neuron` evaluates the very same
 operations at its first step, which is what makes the SNN bit-identical to the QANN at T=1.
+Without autograd the same operations run in place (same values, less memory traffic).
 """
 
 from __future__ import annotations
@@ -15,24 +17,36 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MultiLevelQuantizer", "floor_ste", "level", "quantize", "threshold_view"]
+__all__ = ["MultiLevelQuantizer", "level", "needs_grad", "quantize", "threshold_view"]
 
 
-class _FloorSTE(torch.autograd.Function):
-    """``floor`` in the forward pass, identity in the backward pass."""
+class _Level(torch.autograd.Function):
+    """``clamp(floor(u), 0, L)`` forward; straight-through backward on ``1/2 ≤ u ≤ L + 1/2``.
+
+    With ``u = z·L/λ + 1/2`` the window is ``0 ≤ z ≤ λ``: inside it the activation passes the
+    gradient as the identity would (QCFS), outside it is flat.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
-        return torch.floor(x)
+    def forward(ctx, u: Tensor, levels: int) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(u)
+        ctx.levels = levels
+        return torch.clamp(torch.floor(u), 0, levels)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
-        return grad
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        (u,) = ctx.saved_tensors
+        window = (u >= 0.5) & (u <= ctx.levels + 0.5)
+        return grad * window, None
 
 
-def floor_ste(x: Tensor) -> Tensor:
-    """``torch.floor`` with a straight-through gradient."""
-    return _FloorSTE.apply(x)
+def level(u: Tensor, levels: int) -> Tensor:
+    """Integer level ``clamp(floor(u), 0, levels)`` as a float tensor, straight-through.
+
+    Shared by the quantizer (``u = z·L/λ + 1/2``) and the neuron (``u`` = membrane in units
+    of the quantum, ``1/2`` at rest), so both compute one floating-point expression.
+    """
+    return _Level.apply(u, levels)
 
 
 def threshold_view(threshold: Tensor, x: Tensor) -> Tensor:
@@ -45,15 +59,6 @@ def threshold_view(threshold: Tensor, x: Tensor) -> Tensor:
     return threshold.view(1, -1, *([1] * (x.dim() - 2)))
 
 
-def level(u: Tensor, levels: int) -> Tensor:
-    """Integer level ``clamp(floor(u), 0, levels)`` as a float tensor (STE through floor).
-
-    Shared by the quantizer (``u = z·L/λ + 1/2``) and the neuron (``u`` = membrane in units
-    of the quantum, ``1/2`` at rest), so both compute one floating-point expression.
-    """
-    return torch.clamp(floor_ste(u), 0, levels)
-
-
 def quantize(z: Tensor, threshold: Tensor, levels: int) -> Tensor:
     """Clip-floor-shift quantization ``(λ/L)·clip(floor(z·L/λ + 1/2), 0, L)``.
 
@@ -63,7 +68,14 @@ def quantize(z: Tensor, threshold: Tensor, levels: int) -> Tensor:
         levels: ``L``, the number of non-zero output levels.
     """
     lam = threshold_view(threshold, z)
-    return level(z * (levels / lam) + 0.5, levels) * (lam / levels)
+    if needs_grad(z, lam):
+        return level(z * (levels / lam) + 0.5, levels) * (lam / levels)
+    return z.mul(levels / lam).add_(0.5).floor_().clamp_(0, levels).mul_(lam / levels)
+
+
+def needs_grad(*tensors: Tensor) -> bool:
+    """True when autograd must see the ops; else the in-place path (same values) is used."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class MultiLevelQuantizer(nn.Module):

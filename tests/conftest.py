@@ -1,4 +1,4 @@
-"""Shared fixtures: the offline data folder, and a rule that turns its absence into a failure on CI."""
+"""Shared fixtures: the offline data folder; its absence fails the run on CI."""
 
 from __future__ import annotations
 
