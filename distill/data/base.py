@@ -1,0 +1,202 @@
+"""The plumbing every image-classification DataModule shares: options, splits, loaders.
+
+A subclass says where its images come from (``_source``), which augmentation it uses in
+training (``default_augmentation``) and which resizing it applies at evaluation
+(``eval_geometry``); this base turns that into train/val/test/calibration loaders of
+``(x, y)`` batches with ``x = (image - mean) / std``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2
+
+from .errors import DataSpecError
+
+__all__ = ["ClassificationDataModule", "TensorImageDataset"]
+
+
+class TensorImageDataset(Dataset):
+    """Images in one tensor ``(N, C, H, W)`` (uint8, or float in [0, 1]) with labels ``(N,)``."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: Callable | None = None) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Base DataModule: loaders yielding ``(x, y)``, ``x`` normalised as ``(image - mean) / std``.
+
+    Splits: ``train`` and ``test`` come from the dataset; ``val`` is ``val_size`` training images
+    held out with a fixed seed, or the test set when ``val_size == 0`` (the CIFAR/ImageNet
+    convention of the conversion literature).
+
+    Args:
+        batch_size: Images per batch.
+        num_workers: DataLoader worker processes.
+        augment: Apply the training augmentation (``augmentation`` or the dataset's default)
+            to the training split.
+        normalize: Subtract ``mean`` and divide by ``std`` (per channel).
+        mean: Per-channel mean overriding the dataset default.
+        std: Per-channel std overriding the dataset default.
+        augmentation: Transforms replacing the dataset's default training augmentation; they
+            act on the image before scaling to [0, 1] and normalisation.
+        val_size: Training images held out for validation (0: validate on the test set).
+        seed: Seed of the hold-out split and of the calibration subset.
+    """
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+    default_mean: tuple[float, ...] = ()
+    default_std: tuple[float, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        augment: bool = True,
+        normalize: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augmentation: Sequence[Callable] | None = None,
+        val_size: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if val_size < 0:
+            raise ValueError(f"val_size must be >= 0, got {val_size}")
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.augment, self.normalize = augment, normalize
+        self._mean = tuple(float(m) for m in mean) if mean is not None else None
+        self._std = tuple(float(s) for s in std) if std is not None else None
+        if self._std is not None and any(s <= 0 for s in self._std):
+            raise ValueError(f"std must be positive, got {self._std}")
+        self.augmentation = list(augmentation) if augmentation is not None else None
+        self.val_size, self.seed = val_size, seed
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def _source(self, split: str, transform: Callable) -> Dataset:
+        """The whole ``"train"`` or ``"test"`` split, each image passed through ``transform``."""
+        raise NotImplementedError
+
+    def default_augmentation(self) -> list[Callable]:
+        """The dataset's standard training augmentation (none by default)."""
+        return []
+
+    def eval_geometry(self) -> list[Callable]:
+        """Resizing/cropping applied outside training (none by default)."""
+        return []
+
+    # -- normalisation and transforms ---------------------------------------------------------
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean subtracted from every image (the dataset default unless overridden)."""
+        return self._mean if self._mean is not None else self.default_mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel std dividing every image (the dataset default unless overridden)."""
+        return self._std if self._std is not None else self.default_std
+
+    def transform(self, augment: bool) -> v2.Compose:
+        """Image → ``(image / max - mean) / std`` tensor, with training augmentation if asked."""
+        if augment:
+            geometry = (
+                self.augmentation if self.augmentation is not None else self.default_augmentation()
+            )
+        else:
+            geometry = self.eval_geometry()
+        steps: list[Callable] = [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True)]
+        if self.normalize:
+            steps.append(v2.Normalize(self.mean, self.std))
+        steps.append(v2.ToPureTensor())
+        return v2.Compose(steps)
+
+    # -- splits -------------------------------------------------------------------------------
+    def _holdout(self, n_train: int) -> tuple[list[int], list[int]]:
+        if self.val_size >= n_train:
+            raise DataSpecError(
+                f"val_size={self.val_size} leaves no training images (the training split has "
+                f"{n_train}); choose a smaller val_size"
+            )
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(self.seed))
+        return sorted(order[self.val_size :].tolist()), sorted(order[: self.val_size].tolist())
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the train/val/test datasets (idempotent)."""
+        if self.train_dataset is not None:
+            return
+        train = self._source("train", self.transform(self.augment))
+        test = self._source("test", self.transform(False))
+        if self.val_size:
+            train_idx, val_idx = self._holdout(len(train))
+            self.val_dataset = Subset(self._source("train", self.transform(False)), val_idx)
+            train = Subset(train, train_idx)
+        else:
+            self.val_dataset = test
+        self.train_dataset, self.test_dataset = train, test
+
+    # -- loaders ------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size or self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.val_dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.test_dataset, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def calibration_dataloader(
+        self, num_images: int = 256, batch_size: int | None = None
+    ) -> DataLoader:
+        """A loader over ``num_images`` training images (seeded choice) without augmentation.
+
+        Meant for threshold calibration: the images are those of the training split (never the
+        validation hold-out), normalised like every other split.
+        """
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
+        train = self._source("train", self.transform(False))
+        indices = list(range(len(train)))
+        if self.val_size:
+            indices, _ = self._holdout(len(train))
+        order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(self.seed))
+        chosen = sorted(indices[i] for i in order[:num_images].tolist())
+        return self._loader(Subset(train, chosen), shuffle=False, batch_size=batch_size)

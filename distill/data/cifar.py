@@ -1,0 +1,165 @@
+"""CIFAR-10 and CIFAR-100: a torchvision root (downloaded only when allowed) or a ``.npz``.
+
+The shared ``cifar10/cifar10-full.npz`` (``train_x``/``test_x`` uint8 NHWC, ``train_y``/``test_y``)
+holds CIFAR-10 in official order; torchvision's classes cannot read it, so it is loaded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from multispike.zoo.paths import ENV_VAR, shared_data_dir
+
+from .base import ClassificationDataModule, TensorImageDataset
+from .errors import DataNotFoundError
+
+__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "load_npz_split"]
+
+
+def load_npz_split(
+    path: Path, split: str, label_keys: tuple[str, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (N, C, H, W) uint8, labels (N,) int64)`` of ``split`` from an NHWC ``.npz``.
+
+    Images come from ``{split}_x``; labels from the first of ``{split}_{key}`` present (only the
+    first N labels are kept, so a file holding all labels but a subset of images works).
+    """
+    with np.load(path) as arrays:
+        names = [f"{split}_{key}" for key in label_keys]
+        label_name = next((n for n in names if n in arrays.files), None)
+        if f"{split}_x" not in arrays.files or label_name is None:
+            raise DataNotFoundError(
+                f"{path} lacks '{split}_x' or one of {names} (it holds {sorted(arrays.files)}); "
+                f"expected uint8 NHWC images '{split}_x' and integer labels"
+            )
+        images = arrays[f"{split}_x"]
+        labels = arrays[label_name][: len(images)]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataNotFoundError(
+            f"{path}: '{split}_x' has shape {images.shape}, expected (N, H, W, C)"
+        )
+    images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return images, torch.as_tensor(labels.astype(np.int64))
+
+
+class _CIFARDataModule(ClassificationDataModule):
+    """Shared CIFAR logic: locate the data (npz or torchvision root), crop+flip augmentation."""
+
+    torchvision_name: str
+    torchvision_folder: str
+    npz_names: tuple[str, ...]
+    label_keys: tuple[str, ...]
+    input_shape = (3, 32, 32)
+
+    def __init__(self, path: str | Path | None = None, download: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path).expanduser() if path is not None else None
+        self.download = download
+        self._arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- where the data is --------------------------------------------------------------------
+    def _npz_candidates(self) -> list[Path]:
+        if self.path is None:
+            root = shared_data_dir()
+            return [root / name for name in self.npz_names] if root is not None else []
+        if self.path.suffix == ".npz":
+            return [self.path]
+        return [self.path / Path(name).name for name in self.npz_names] + [
+            self.path / name for name in self.npz_names
+        ]
+
+    def _locate(self) -> tuple[str, Path]:
+        """``("npz", file)`` or ``("torchvision", root)``; a clear error when neither is there."""
+        for candidate in self._npz_candidates():
+            if candidate.is_file():
+                return "npz", candidate
+        is_root = self.path is not None and self.path.suffix != ".npz"
+        if is_root and ((self.path / self.torchvision_folder).is_dir() or self.download):
+            return "torchvision", self.path
+        tried = [str(p) for p in self._npz_candidates()]
+        if self.path is None and not tried:
+            tried.append(f"the shared data folder: none found, set {ENV_VAR}")
+        if is_root:
+            tried.append(str(self.path / self.torchvision_folder))
+        raise DataNotFoundError(
+            f"{self.torchvision_name} not found (tried {', '.join(tried)}). Pass a torchvision "
+            f"root (a folder holding '{self.torchvision_folder}'; with download=True it is fetched "
+            f"there), or an '.npz' with uint8 NHWC arrays train_x/test_x and their labels."
+        )
+
+    def prepare_data(self) -> None:
+        """Download into the torchvision root, only when ``download=True``."""
+        kind, root = self._locate()
+        if kind == "torchvision" and self.download:
+            import torchvision.datasets
+
+            cls = getattr(torchvision.datasets, self.torchvision_name)
+            for train in (True, False):
+                cls(str(root), train=train, download=True)
+
+    def _source(self, split: str, transform: Callable) -> Dataset:
+        kind, root = self._locate()
+        if kind == "npz":
+            if split not in self._arrays:
+                self._arrays[split] = load_npz_split(root, split, self.label_keys)
+            return TensorImageDataset(*self._arrays[split], transform)
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, self.torchvision_name)
+        try:
+            return cls(str(root), train=split == "train", transform=transform, download=False)
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+            raise DataNotFoundError(
+                f"{self.torchvision_name} in {root / self.torchvision_folder} is missing or "
+                f"corrupt ({err}); call prepare_data() with download=True, or pass a complete root"
+            ) from None
+
+    def default_augmentation(self) -> list[Callable]:
+        """Random 32×32 crop of the image zero-padded by 4, then a horizontal flip (p = 0.5)."""
+        return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+
+
+class CIFAR10DataModule(_CIFARDataModule):
+    """CIFAR-10 (10 classes, 3×32×32) from a ``.npz`` or a torchvision root.
+
+    ``path``: an ``.npz`` file; a folder holding ``cifar10-full.npz`` (also under ``cifar10/``);
+    a torchvision root (``cifar-10-batches-py`` inside; fetched by :meth:`prepare_data` only
+    with ``download=True``); or ``None`` for the shared ``cifar10/cifar10-full.npz``.
+    Default normalisation: ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225),
+    with which the pretrained akamaster CIFAR ResNets were trained (override ``mean``/``std``).
+    Default augmentation: random crop 32 with 4 pixels of zero padding + horizontal flip.
+    Validation: the test set unless ``val_size`` training images are held out.
+    """
+
+    num_classes = 10
+    default_mean = (0.485, 0.456, 0.406)
+    default_std = (0.229, 0.224, 0.225)
+    torchvision_name = "CIFAR10"
+    torchvision_folder = "cifar-10-batches-py"
+    npz_names = ("cifar10/cifar10-full.npz",)
+    label_keys = ("y", "labels")
+
+
+class CIFAR100DataModule(_CIFARDataModule):
+    """CIFAR-100 (100 fine classes, 3×32×32) from a torchvision root or a ``.npz``.
+
+    ``path``: a torchvision root (``cifar-100-python`` inside; ``download=True`` to fetch it),
+    an ``.npz`` (``train_x``/``test_x`` plus ``*_y`` or ``*_fine_labels_all`` as in the shared
+    ``cifar100/cifar100-exact-subset.npz``), or ``None`` for that shared subset.
+    Default normalisation: CIFAR-100's own mean (0.5071, 0.4865, 0.4409) and std
+    (0.2673, 0.2564, 0.2762). Default augmentation: random crop 32 pad 4 + horizontal flip.
+    """
+
+    num_classes = 100
+    default_mean = (0.5071, 0.4865, 0.4409)
+    default_std = (0.2673, 0.2564, 0.2762)
+    torchvision_name = "CIFAR100"
+    torchvision_folder = "cifar-100-python"
+    npz_names = ("cifar100/cifar100-exact-subset.npz",)
+    label_keys = ("y", "fine_labels_all", "labels")

@@ -1,0 +1,188 @@
+"""Image DataModules: digits, random, CIFAR (fake npz, fake torchvision root, the real npz)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from multispike.distill.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DataNotFoundError,
+    DataSpecError,
+    DigitsDataModule,
+    RandomDataModule,
+)
+
+
+def _all(loader):
+    xs, ys = zip(*loader, strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+@pytest.fixture
+def fake_cifar(tmp_path):
+    """A tiny CIFAR-10 npz with known pixels: image i is filled with value 10 * i."""
+    rng = np.random.default_rng(0)
+    train_x = np.stack([np.full((32, 32, 3), 10 * i, np.uint8) for i in range(12)])
+    train_x[:, 0, 0, :] = [0, 128, 255]  # one distinct pixel per channel
+    test_x = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, train_x=train_x, train_y=np.arange(12) % 10, test_x=test_x, test_y=np.arange(6))
+    return path, train_x, test_x
+
+
+def test_digits_shapes_split_and_determinism():
+    dm = DigitsDataModule(batch_size=1000, augment=False, normalize=False)
+    train, val, test = (
+        _all(loader()) for loader in (dm.train_dataloader, dm.val_dataloader, dm.test_dataloader)
+    )
+    assert dm.input_shape == (1, 8, 8) and dm.num_classes == 10
+    assert len(train[0]) + len(val[0]) + len(test[0]) == 1797
+    assert len(test[0]) == round(0.2 * 1797) and len(val[0]) == 144
+    assert train[0].min() >= 0 and train[0].max() == 1.0  # pixels 0..16 scaled to [0, 1]
+    assert set(torch.cat([train[1], val[1], test[1]]).tolist()) == set(range(10))
+    again = DigitsDataModule(batch_size=1000, augment=False, normalize=False)
+    assert torch.equal(_all(again.test_dataloader())[0], test[0])  # fixed split
+    # no image appears in two splits
+    flat = [{tuple(img.flatten().tolist()) for img in split[0]} for split in (train, val, test)]
+    assert (
+        not (flat[2] & flat[0]) or len(flat[2] & flat[0]) < 5
+    )  # digits has a few duplicate images
+
+
+def test_digits_resize_channels_and_normalisation():
+    dm = DigitsDataModule(image_size=16, channels=3, batch_size=8, augment=False)
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (8, 3, 16, 16) and dm.input_shape == (3, 16, 16)
+    assert torch.equal(x[:, 0], x[:, 2])
+    raw = DigitsDataModule(image_size=16, channels=3, batch_size=8, augment=False, normalize=False)
+    x_raw, _ = next(iter(raw.test_dataloader()))
+    assert torch.allclose(x, (x_raw - 0.3053) / 0.3760, atol=1e-6)
+
+
+def test_digits_augmentation_shifts_train_only():
+    aug, plain = DigitsDataModule(seed=1), DigitsDataModule(seed=1, augment=False)
+    (xa, ya), (xp, yp) = next(iter(aug.train_dataloader())), next(iter(plain.train_dataloader()))
+    assert torch.equal(ya, yp)  # same seeded shuffle, so the same images
+    assert not torch.equal(xa, xp)
+    assert torch.equal(next(iter(aug.test_dataloader()))[0], next(iter(plain.test_dataloader()))[0])
+
+
+def test_random_module_is_seeded_and_shaped():
+    dm = RandomDataModule(input_shape=(2, 5, 7), num_classes=3, num_samples=20, batch_size=8)
+    x, y = _all(dm.train_dataloader())
+    assert x.shape == (20, 2, 5, 7) and y.max() < 3 and dm.mean == (0.0, 0.0)
+    x2, _ = _all(
+        RandomDataModule(
+            input_shape=(2, 5, 7), num_classes=3, num_samples=20
+        ).calibration_dataloader(20)
+    )
+    assert torch.equal(x.sort(0).values, x2.sort(0).values)
+    with pytest.raises(ValueError, match="input_shape"):
+        RandomDataModule(input_shape=(3, 32))
+
+
+def test_cifar_npz_exact_pixels_and_normalisation(fake_cifar):
+    path, train_x, test_x = fake_cifar
+    dm = CIFAR10DataModule(
+        path, batch_size=4, augment=False, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0)
+    )
+    x, y = _all(dm.test_dataloader())
+    expected = (torch.from_numpy(test_x).permute(0, 3, 1, 2).float() / 255 - 0.5) / torch.tensor(
+        [0.25, 0.5, 1.0]
+    ).view(3, 1, 1)
+    assert torch.allclose(x, expected, atol=1e-6) and torch.equal(y, torch.arange(6))
+    assert dm.std == (0.25, 0.5, 1.0)
+    default = CIFAR10DataModule(path, augment=False)
+    assert default.mean == (0.485, 0.456, 0.406) and default.std == (0.229, 0.224, 0.225)
+
+
+def test_cifar_augmentation_is_crop_and_flip(fake_cifar):
+    path, train_x, _ = fake_cifar
+    dm = CIFAR10DataModule(path, batch_size=12, normalize=False, seed=3)
+    x, y = _all(dm.train_dataloader())
+    assert x.shape == (12, 3, 32, 32)
+    levels = (x * 255).round().long()
+    for img, label in zip(levels, y, strict=True):
+        fills = {
+            10 * int(label),
+            10 * (int(label) + 10),
+        }  # image i (label i % 10) is filled with 10 * i
+        assert set(torch.unique(img).tolist()) <= fills | {0, 128, 255}
+    assert (x == 0).any()  # padding appears somewhere after random crops
+
+
+def test_cifar_val_holdout_and_calibration(fake_cifar):
+    path, _, _ = fake_cifar
+    dm = CIFAR10DataModule(path, batch_size=32, val_size=4, augment=False)
+    train, val = _all(dm.train_dataloader()), _all(dm.val_dataloader())
+    assert len(train[0]) == 8 and len(val[0]) == 4
+    calib = _all(dm.calibration_dataloader(100))[0]
+    assert len(calib) == 8  # only training images, never the hold-out
+    means = {round(v, 4) for v in train[0][:, :, 5, 5].mean(1).tolist()}
+    assert means == {round(v, 4) for v in calib[:, :, 5, 5].mean(1).tolist()}
+    with pytest.raises(DataSpecError, match="val_size=12"):
+        CIFAR10DataModule(path, val_size=12).setup()
+
+
+def test_cifar_missing_data_errors(tmp_path):
+    with pytest.raises(DataNotFoundError, match="cifar-10-batches-py.*download=True"):
+        CIFAR10DataModule(tmp_path / "nowhere").setup()
+    with pytest.raises(DataNotFoundError, match="nope.npz"):
+        CIFAR10DataModule(tmp_path / "nope.npz").setup()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(DataNotFoundError, match="lacks 'train_x'"):
+        CIFAR10DataModule(bad).setup()
+    (tmp_path / "broken" / "cifar-10-batches-py").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match="missing or corrupt"):
+        CIFAR10DataModule(tmp_path / "broken").setup()
+
+
+def test_cifar_torchvision_download_only_when_allowed(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeCIFAR10:
+        def __init__(self, root, train, download, transform=None):
+            calls.append((root, train, download))
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    with pytest.raises(DataNotFoundError):
+        CIFAR10DataModule(tmp_path).prepare_data()
+    CIFAR10DataModule(tmp_path, download=True).prepare_data()
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+
+
+def test_cifar100_npz_with_all_labels_subset(tmp_path):
+    path = tmp_path / "c100.npz"
+    np.savez(
+        path,
+        train_x=np.zeros((3, 32, 32, 3), np.uint8),
+        test_x=np.zeros((2, 32, 32, 3), np.uint8),
+        train_fine_labels_all=np.array([99, 5, 7, 1, 1]),
+        test_fine_labels_all=np.array([42, 0, 3]),
+    )
+    dm = CIFAR100DataModule(path, batch_size=8)
+    assert dm.num_classes == 100 and dm.mean == (0.5071, 0.4865, 0.4409)
+    assert _all(dm.train_dataloader())[1].sort().values.tolist() == [5, 7, 99]
+    assert _all(dm.test_dataloader())[1].tolist() == [42, 0]
+
+
+@pytest.mark.slow
+def test_real_cifar10_npz(need_data):
+    path = need_data("cifar10/cifar10-full.npz")
+    dm = CIFAR10DataModule(path, batch_size=500, augment=False)
+    dm.setup()
+    assert len(dm.train_dataset) == 50000 and len(dm.test_dataset) == 10000
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (500, 3, 32, 32) and y.min() >= 0 and y.max() <= 9
+    with np.load(path) as arrays:
+        first = torch.from_numpy(arrays["test_x"][:500]).permute(0, 3, 1, 2).float() / 255
+        assert torch.equal(y, torch.from_numpy(arrays["test_y"][:500]).long())
+    mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
+    assert torch.allclose(x, (first - mean) / std, atol=1e-5)
+    assert abs(x.mean().item()) < 0.3  # roughly centred by the ImageNet statistics

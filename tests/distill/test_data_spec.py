@@ -1,0 +1,61 @@
+"""``from_spec``: parsing of the CLI ``--data`` specs and its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multispike.distill.data import (
+    CIFAR10DataModule,
+    DataSpecError,
+    DigitsDataModule,
+    RandomDataModule,
+    from_spec,
+)
+
+
+def test_simple_specs_build_their_modules():
+    dm = from_spec("random")
+    assert isinstance(dm, RandomDataModule) and dm.input_shape == (3, 32, 32)
+    dm = from_spec("random:1x28x20", num_classes=4, batch_size=7)
+    assert dm.input_shape == (1, 28, 20) and dm.num_classes == 4 and dm.batch_size == 7
+    dm = from_spec("Digits", image_size=16, batch_size=None)  # None = keep the default
+    assert (
+        isinstance(dm, DigitsDataModule) and dm.input_shape == (1, 16, 16) and dm.batch_size == 64
+    )
+
+
+def test_cifar10_path_spec(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez(
+        path,
+        train_x=np.zeros((2, 32, 32, 3), np.uint8),
+        train_y=[0, 1],
+        test_x=np.zeros((1, 32, 32, 3), np.uint8),
+        test_y=[3],
+    )
+    dm = from_spec(f"cifar10:{path}", augment=False)
+    assert isinstance(dm, CIFAR10DataModule) and dm.path == path
+    dm.setup()
+    assert len(dm.train_dataset) == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("mnist", "unknown --data spec 'mnist'; valid specs: random:\\[CxHxW\\], digits, cifar10"),
+        ("random:3x32", "CxHxW"),
+        ("random:axbxc", "CxHxW"),
+        ("digits:/tmp", "digits takes no argument"),
+        ("imagefolder", "imagefolder needs a folder"),
+        ("cifar10:", "nothing after ':'"),
+    ],
+)
+def test_bad_specs(spec, message):
+    with pytest.raises(DataSpecError, match=message):
+        from_spec(spec)
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(DataSpecError, match=r"takes no option\(s\) \['colour'\].*'batch_size'"):
+        from_spec("digits", colour=True)
