@@ -1,0 +1,29 @@
+"""Model zoo: CIFAR ResNets and VGGs in timm's registry (prefix ``ms_``), and checkpoint loading.
+
+Importing ``multispike.zoo`` registers every model, so ``timm.create_model("ms_resnet20")``
+works afterwards; ``timm.list_models("ms_*")`` lists them.
+"""
+
+from . import cifar_resnet
+from .checkpoints import (
+    CheckpointError,
+    adapt_state_dict,
+    check_state_dict,
+    load_checkpoint,
+    pretrained_path,
+)
+from .cifar_resnet import BasicBlock, CifarResNet, PadShortcut
+from .paths import shared_data_dir
+
+__all__ = [
+    "BasicBlock",
+    "CheckpointError",
+    "CifarResNet",
+    "PadShortcut",
+    "adapt_state_dict",
+    "check_state_dict",
+    "cifar_resnet",
+    "load_checkpoint",
+    "pretrained_path",
+    "shared_data_dir",
+]
