@@ -1,0 +1,532 @@
+"""Metrics of a spiking network: accuracy at every step, spike activity, synaptic operations.
+
+Pure ``_update``/``_compute`` helpers do the arithmetic; the :class:`torchmetrics.Metric`
+classes only hold summed states (so they work in DDP and in Lightning's ``self.log``), and
+:class:`ActivityMonitor` feeds the per-layer metrics from forward hooks on ``snn.net``.
+
+Counting rules (names after NeuroBench):
+
+- spike count of a neuron at step ``t``: ``s = round(out / q)`` with quantum ``q = λ/N``;
+  a multi-level event is *one* event carrying the payload ``s ∈ 1..N``;
+- activation sparsity: ``1 − events / (neurons · T)``;
+- membrane updates: one per neuron per step;
+- synaptic operations (event-driven accumulates) of a conv/linear layer whose input is a
+  spike tensor: ``Σ_p event(p) · fanout(p)``, where ``fanout(p)`` is the number of
+  (output channel, output position) pairs whose receptive field holds input position
+  ``p`` — exact for stride, padding, dilation and groups (see :func:`fanout`);
+- MACs of a conv/linear layer whose input is analog (the first layer, fed by the image,
+  or any layer after average pooling or another non-spiking op): ``Σ_p fanout(p)`` per
+  step, i.e. the dense multiply-accumulate count (products with zero padding excluded).
+
+A layer's input is a spike tensor when it comes from a neuron through ops that only move
+or drop values (flatten/reshape, zero padding, slicing, max-pooling, concatenation of
+spike tensors, dropout, identity); see :func:`spike_inputs`. Average pooling makes a
+value analog (hardware could fold it into the next layer's weights; we count it as MACs,
+the conservative choice). Residual joins add currents into a membrane and are not
+counted as synaptic operations.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.utils.hooks import RemovableHandle
+from torchmetrics import Metric
+
+from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, cumulative_mean
+from multispike.convert.graph import get_module
+from multispike.convert.quant import threshold_view
+
+__all__ = [
+    "ActivityMonitor",
+    "SpikeActivity",
+    "StepAccuracy",
+    "StepAgreement",
+    "SynapticOperations",
+    "fanout",
+    "spike_counts",
+    "spike_inputs",
+    "step_accuracy",
+]
+
+SYNAPTIC_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+# --------------------------------------------------------------------------- accuracy at every step
+
+
+def _check_outputs(outputs: Tensor, batch: int) -> None:
+    if outputs.dim() != 3 or outputs.shape[1] != batch:
+        raise ValueError(
+            f"expected SNN outputs of shape (T, B={batch}, classes), got {tuple(outputs.shape)}"
+        )
+
+
+def _step_accuracy_update(outputs: Tensor, target: Tensor, top_k: int = 1) -> tuple[Tensor, int]:
+    """Correct predictions after each step ``t`` (prediction = mean of outputs ``0..t``).
+
+    Args:
+        outputs: ``(T, B, classes)`` per-step outputs of a :class:`SpikingNetwork`.
+        target: ``(B,)`` class indices.
+        top_k: a sample is correct when its target is among the ``k`` largest scores.
+
+    Returns:
+        ``(T,)`` correct counts and ``B``.
+    """
+    _check_outputs(outputs, target.numel())
+    top = cumulative_mean(outputs.detach()).topk(top_k, dim=-1).indices
+    correct = (top == target.view(1, -1, 1)).any(-1).sum(1)
+    return correct, target.numel()
+
+
+def _step_accuracy_compute(correct: Tensor, total: Tensor | int) -> Tensor:
+    """``correct[t] / total``."""
+    return correct.float() / total
+
+
+def step_accuracy(outputs: Tensor, target: Tensor, top_k: int = 1) -> Tensor:
+    """Top-k accuracy of the prediction after each step: ``(T,)``, index ``t-1`` = after ``t``."""
+    correct, total = _step_accuracy_update(outputs, target, top_k)
+    return _step_accuracy_compute(correct, total)
+
+
+class StepAccuracy(Metric):
+    """Top-k accuracy after every step ``t = 1..T`` of the cumulative-mean prediction.
+
+    ``compute()`` gives a ``(T,)`` tensor (0-d when ``T = 1``: torchmetrics squeezes
+    single values).
+
+    Args:
+        timesteps: ``T``; updates must bring outputs of shape ``(T, B, classes)``.
+        top_k: ``k``.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, timesteps: int, top_k: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if timesteps < 1 or top_k < 1:
+            raise ValueError(f"timesteps and top_k must be >= 1, got {timesteps}, {top_k}")
+        self.timesteps, self.top_k = int(timesteps), int(top_k)
+        self.add_state("correct", default=torch.zeros(timesteps), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, outputs: Tensor, target: Tensor) -> None:
+        if outputs.shape[0] != self.timesteps:
+            raise ValueError(
+                f"StepAccuracy(timesteps={self.timesteps}) got outputs with "
+                f"{outputs.shape[0]} steps: build one metric per T"
+            )
+        correct, total = _step_accuracy_update(outputs, target, self.top_k)
+        self.correct += correct
+        self.total += total
+
+    def compute(self) -> Tensor:
+        return _step_accuracy_compute(self.correct, self.total)
+
+
+def _step_agreement_update(outputs: Tensor, reference: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Agreement of the SNN's prediction after each step with a reference model's logits.
+
+    Returns:
+        ``(T,)`` counts of equal top-1 predictions, ``(T,)`` max ``|mean_t − reference|``
+        over the batch, and ``B``.
+    """
+    _check_outputs(outputs, reference.shape[0])
+    mean = cumulative_mean(outputs.detach())
+    reference = reference.detach()
+    agree = (mean.argmax(-1) == reference.argmax(-1).unsqueeze(0)).sum(1)
+    diff = (mean - reference.unsqueeze(0)).abs().flatten(1).max(1).values
+    return agree, diff, reference.shape[0]
+
+
+class StepAgreement(Metric):
+    """ANN–SNN error at every step: top-1 agreement and max |logit difference| to a reference.
+
+    ``compute()`` returns ``{"agreement": (T,), "max_abs_logit_diff": (T,)}``; at ``T = 1``
+    and ``N = L`` against the QANN they are exactly 1 and 0.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, timesteps: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.timesteps = int(timesteps)
+        self.add_state("agree", default=torch.zeros(timesteps), dist_reduce_fx="sum")
+        self.add_state("max_diff", default=torch.zeros(timesteps), dist_reduce_fx="max")
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, outputs: Tensor, reference: Tensor) -> None:
+        if outputs.shape[0] != self.timesteps:
+            raise ValueError(
+                f"StepAgreement(timesteps={self.timesteps}) got {outputs.shape[0]} steps"
+            )
+        agree, diff, total = _step_agreement_update(outputs, reference)
+        self.agree += agree
+        self.max_diff = torch.maximum(self.max_diff, diff.to(self.max_diff))
+        self.total += total
+
+    def compute(self) -> dict[str, Tensor]:
+        return {"agreement": self.agree / self.total, "max_abs_logit_diff": self.max_diff}
+
+
+# --------------------------------------------------------------------------- spike activity
+
+
+def spike_counts(output: Tensor, threshold: Tensor, max_spikes: int, timesteps: int) -> Tensor:
+    """Integer spike counts ``round(out / q)``, ``q = λ/N``, as ``(T, B, ...)``.
+
+    Args:
+        output: a :class:`MultiLevelIFNeuron`'s time-flattened output ``(T·B, C, ...)``.
+        threshold: its ``λ`` (0-d or ``(C,)``).
+        max_spikes: its ``N``.
+        timesteps: ``T``.
+    """
+    quantum = threshold_view(threshold.detach(), output) / max_spikes
+    counts = torch.round(output.detach() / quantum)
+    return counts.reshape(timesteps, -1, *output.shape[1:])
+
+
+def _activity_update(counts: Tensor) -> dict[str, Tensor]:
+    """Sums over a batch of spike counts ``(T, B, ...)``.
+
+    Returns:
+        ``events`` (non-zero counts), ``payload`` (Σ counts), ``silent`` (neurons with no
+        event in all ``T`` steps), ``neurons`` (``B`` × neurons per sample), ``neuron_steps``
+        (``neurons × T``) and ``samples`` (``B``).
+    """
+    steps, batch = counts.shape[:2]
+    neurons = counts[0].numel()
+    return {
+        "events": (counts != 0).sum().float(),
+        "payload": counts.sum().float(),
+        "silent": (counts.abs().sum(0) == 0).sum().float(),
+        "neurons": torch.tensor(float(neurons)),
+        "neuron_steps": torch.tensor(float(neurons * steps)),
+        "samples": torch.tensor(float(batch)),
+    }
+
+
+def _activity_compute(s: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rates from the sums of :func:`_activity_update`."""
+    events = s["events"]
+    return {
+        "events_per_neuron_step": events / s["neuron_steps"],
+        "spikes_per_neuron_step": s["payload"] / s["neuron_steps"],
+        "mean_payload": torch.where(events > 0, s["payload"] / events.clamp_min(1), 0.0),
+        "silent_fraction": s["silent"] / s["neurons"],
+        "activation_sparsity": 1 - events / s["neuron_steps"],
+        "events_per_sample": events / s["samples"],
+        "membrane_updates_per_sample": s["neuron_steps"] / s["samples"],
+    }
+
+
+class SpikeActivity(Metric):
+    """Activity of one neuron layer: events per neuron per step, mean payload, silence.
+
+    ``update(counts)`` takes integer spike counts ``(T, B, ...)`` (see :func:`spike_counts`).
+    ``compute()`` returns ``events_per_neuron_step``, ``spikes_per_neuron_step`` (payload
+    units), ``mean_payload`` (spikes per event, in ``1..N``), ``silent_fraction`` (neurons
+    silent for all ``T`` steps of an input), ``activation_sparsity``, ``events_per_sample``
+    and ``membrane_updates_per_sample`` (neurons × T).
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+    _STATES = ("events", "payload", "silent", "neurons", "neuron_steps", "samples")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name in self._STATES:
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64),
+                           dist_reduce_fx="sum")  # fmt: skip
+
+    def update(self, counts: Tensor) -> None:
+        for name, value in _activity_update(counts).items():
+            setattr(self, name, getattr(self, name) + value.to(torch.float64))
+
+    def compute(self) -> dict[str, Tensor]:
+        return _activity_compute({name: getattr(self, name) for name in self._STATES})
+
+
+# --------------------------------------------------------------------------- synaptic operations
+
+
+def fanout(layer: nn.Module, input_shape: tuple[int, ...]) -> Tensor:
+    """Number of synapses leaving each input position of a conv/linear layer.
+
+    ``fanout(p) = Σ_o [p ∈ RF(o)]`` over the layer's outputs ``o``: the gradient of
+    ``Σ layer_ones(x)`` w.r.t. ``x``, where ``layer_ones`` is the layer with all weights 1
+    (a transposed convolution of ones), so stride, padding (any mode), dilation and
+    groups are counted exactly.
+
+    Args:
+        layer: ``nn.Conv{1,2,3}d`` or ``nn.Linear``.
+        input_shape: one sample's input shape, e.g. ``(C, H, W)``.
+
+    Returns:
+        A tensor of ``input_shape`` with integer values.
+    """
+    if not isinstance(layer, SYNAPTIC_LAYERS):
+        raise TypeError(f"fanout needs a Conv1d/2d/3d or Linear layer, got {type(layer).__name__}")
+    weight = layer.weight.detach()
+    x = torch.zeros(1, *input_shape, device=weight.device, requires_grad=True)
+    ones = torch.ones_like(weight)
+    with torch.enable_grad():
+        if isinstance(layer, nn.Linear):
+            y = F.linear(x, ones)
+        else:
+            y = layer._conv_forward(x, ones, None)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+    return grad[0].round()
+
+
+def _synops_update(inputs: Tensor, fan: Tensor, spiking: bool, timesteps: int) -> dict[str, Tensor]:
+    """Operations of one layer on a time-flattened batch ``(T·B, *input_shape)``.
+
+    Spiking input: ``synops = Σ [input ≠ 0] · fanout``; analog input: ``macs = Σ fanout``
+    per sample and step.
+    """
+    batch = inputs.shape[0] // timesteps
+    if spiking:
+        ops = ((inputs.detach() != 0) * fan).sum().to(torch.float64)
+        return {"synops": ops, "macs": torch.zeros((), dtype=torch.float64),
+                "samples": torch.tensor(float(batch), dtype=torch.float64)}  # fmt: skip
+    dense = fan.sum().to(torch.float64) * inputs.shape[0]
+    return {"synops": torch.zeros((), dtype=torch.float64), "macs": dense,
+            "samples": torch.tensor(float(batch), dtype=torch.float64)}  # fmt: skip
+
+
+class SynapticOperations(Metric):
+    """Synaptic operations (event-driven accumulates) and MACs of one layer, per sample.
+
+    ``update(inputs, fanout, spiking, timesteps)`` takes the layer's time-flattened input
+    ``(T·B, ...)`` and its :func:`fanout`; ``compute()`` returns ``{"synops", "macs"}``,
+    each averaged over samples and summed over the ``T`` steps.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name in ("synops", "macs", "samples"):
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64),
+                           dist_reduce_fx="sum")  # fmt: skip
+
+    def update(self, inputs: Tensor, fanout: Tensor, spiking: bool, timesteps: int = 1) -> None:
+        for name, value in _synops_update(inputs, fanout, spiking, timesteps).items():
+            setattr(self, name, getattr(self, name) + value.to(self.samples.device))
+
+    def compute(self) -> dict[str, Tensor]:
+        samples = self.samples.clamp_min(1)
+        return {"synops": self.synops / samples, "macs": self.macs / samples}
+
+
+# --------------------------------------------------------------------------- graph: who feeds whom
+
+_MOVE_MODULES = (
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)  # fmt: skip
+_MOVE_FUNCTIONS = {
+    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute,
+    torch.transpose, operator.getitem, F.dropout, F.dropout2d, F.max_pool1d, F.max_pool2d,
+    F.max_pool3d, F.adaptive_max_pool2d, torch.cat, torch.concat, torch.stack,
+}  # fmt: skip
+_MOVE_METHODS = {
+    "view", "reshape", "flatten", "contiguous", "permute", "transpose", "squeeze",
+    "unsqueeze", "expand", "clone", "__getitem__", "to", "float", "type_as",
+}  # fmt: skip
+
+
+def _is_spike_tensor(gm: fx.GraphModule, node: fx.Node, memo: dict[fx.Node, bool]) -> bool:
+    """True when ``node``'s value is a neuron's output moved/dropped by value-keeping ops."""
+    if node in memo:
+        return memo[node]
+    memo[node] = False  # cycles cannot occur in fx graphs; this guards re-entry only
+    result = False
+    if node.op == "call_module":
+        mod = get_module(gm, node.target)
+        if isinstance(mod, MultiLevelIFNeuron):
+            result = True
+        elif isinstance(mod, _MOVE_MODULES) or (
+            isinstance(mod, nn.ConstantPad2d) and mod.value == 0
+        ):
+            result = _is_spike_tensor(gm, node.args[0], memo)
+    elif node.op == "call_function" and (node.target in _MOVE_FUNCTIONS or node.target is F.pad):
+        if node.target is F.pad and node.kwargs.get("value", 0.0):
+            result = False
+        elif node.target in (torch.cat, torch.concat, torch.stack):
+            parts = node.args[0]
+            result = all(isinstance(p, fx.Node) and _is_spike_tensor(gm, p, memo) for p in parts)
+        else:
+            result = isinstance(node.args[0], fx.Node) and _is_spike_tensor(gm, node.args[0], memo)
+    elif node.op == "call_method" and node.target in _MOVE_METHODS:
+        result = _is_spike_tensor(gm, node.args[0], memo)
+    memo[node] = result
+    return result
+
+
+def spike_inputs(gm: fx.GraphModule) -> dict[str, bool]:
+    """For every conv/linear call site of ``gm``: is its input a spike tensor?
+
+    Raises:
+        ValueError: a conv/linear module is called more than once (its counts would mix).
+    """
+    memo: dict[fx.Node, bool] = {}
+    result: dict[str, bool] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(get_module(gm, node.target), SYNAPTIC_LAYERS):
+            if node.target in result:
+                raise ValueError(
+                    f"layer {node.target} is called twice in the graph: synaptic operations "
+                    "are counted per module, so reused conv/linear layers are not supported"
+                )
+            result[node.target] = _is_spike_tensor(gm, node.args[0], memo)
+    return result
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+class ActivityMonitor:
+    """Per-layer spike activity and synaptic operations of a SNN, from forward hooks.
+
+    >>> monitor = ActivityMonitor(snn)
+    >>> with monitor:                 # hooks live inside the block only
+    ...     snn(images)
+    >>> monitor.compute()["total"]["synops"]
+
+    Works on a :class:`SpikingNetwork` (or its ``net``); use ``attach()``/``remove()``
+    instead of ``with`` to keep the hooks across a Lightning epoch, and ``reset()``
+    between epochs. Every neuron gets a :class:`SpikeActivity`, every conv/linear module a
+    :class:`SynapticOperations` (spiking or analog input, see :func:`spike_inputs`).
+
+    Args:
+        snn: the spiking network to watch (not modified; hooks are removable).
+    """
+
+    def __init__(self, snn: SpikingNetwork | fx.GraphModule) -> None:
+        self.net = snn.net if isinstance(snn, SpikingNetwork) else snn
+        if not isinstance(self.net, fx.GraphModule):
+            raise TypeError(
+                f"ActivityMonitor needs a SpikingNetwork from multispike.convert.to_snn, got "
+                f"{type(snn).__name__}"
+            )
+        self.neurons = {
+            n: m for n, m in self.net.named_modules() if isinstance(m, MultiLevelIFNeuron)
+        }
+        if not self.neurons:
+            raise ValueError("ActivityMonitor: the network has no MultiLevelIFNeuron to watch")
+        self.spiking = spike_inputs(self.net)
+        self.activity = {name: SpikeActivity() for name in self.neurons}
+        self.synapses = {name: SynapticOperations() for name in self.spiking}
+        self._fanouts: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+        self.handles: list[RemovableHandle] = []
+
+    # -- hooks
+    def _timesteps(self) -> int:
+        return next(iter(self.neurons.values())).timesteps
+
+    def _neuron_hook(self, name: str):
+        metric = self.activity[name]
+
+        def hook(module: MultiLevelIFNeuron, args: tuple, output: Tensor) -> None:
+            counts = spike_counts(output, module.threshold, module.max_spikes, module.timesteps)
+            metric.update(counts)
+
+        return hook
+
+    def _synapse_hook(self, name: str):
+        metric, spiking = self.synapses[name], self.spiking[name]
+
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            x = args[0]
+            key = (name, tuple(x.shape[1:]))
+            if key not in self._fanouts:
+                self._fanouts[key] = fanout(module, key[1])
+            metric.update(x, self._fanouts[key], spiking, self._timesteps())
+
+        return hook
+
+    def attach(self) -> ActivityMonitor:
+        """Register the forward hooks (idempotent); returns ``self``."""
+        if self.handles:
+            return self
+        device = next(self.net.parameters()).device
+        for name, module in self.neurons.items():
+            self.activity[name].to(device)
+            self.handles.append(module.register_forward_hook(self._neuron_hook(name)))
+        for name in self.synapses:
+            self.synapses[name].to(device)
+            module = get_module(self.net, name)
+            self.handles.append(module.register_forward_hook(self._synapse_hook(name)))
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook this monitor registered."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def reset(self) -> None:
+        """Zero every counter."""
+        for metric in self.metrics():
+            metric.reset()
+
+    def metrics(self) -> Iterator[Metric]:
+        yield from self.activity.values()
+        yield from self.synapses.values()
+
+    def __enter__(self) -> ActivityMonitor:
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    # -- results
+    def compute(self) -> dict[str, dict]:
+        """Per-layer values and network totals, as Python floats (per sample, all steps).
+
+        Returns:
+            ``{"neurons": {path: SpikeActivity values}, "synapses": {path: {"synops",
+            "macs", "spiking"}}, "total": {...}}``; totals hold ``synops``, ``macs``,
+            ``events``, ``membrane_updates`` (per sample) and the network-wide
+            ``events_per_neuron_step``, ``mean_payload``, ``silent_fraction`` and
+            ``activation_sparsity``.
+        """
+        neurons = {n: _floats(m.compute()) for n, m in self.activity.items() if m.update_count}
+        synapses = {
+            n: dict(_floats(m.compute()), spiking=self.spiking[n])
+            for n, m in self.synapses.items()
+            if m.update_count
+        }
+        if not neurons:
+            raise RuntimeError("ActivityMonitor saw no forward pass: run the SNN inside `with`")
+        seen = [m for m in self.activity.values() if m.update_count]
+        sums = {key: sum(getattr(m, key) for m in seen) for key in SpikeActivity._STATES}
+        sums["samples"] = seen[0].samples  # every layer sees the same samples
+        activity = _floats(_activity_compute(sums))
+        total = {
+            "synops": sum(s["synops"] for s in synapses.values()),
+            "macs": sum(s["macs"] for s in synapses.values()),
+            "events": activity.pop("events_per_sample"),
+            "membrane_updates": activity.pop("membrane_updates_per_sample"),
+            **activity,
+        }
+        return {"neurons": neurons, "synapses": synapses, "total": total}
+
+
+def _floats(values: dict[str, Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
