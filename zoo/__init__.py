@@ -4,7 +4,7 @@ Importing ``multispike.zoo`` registers every model, so ``timm.create_model("ms_r
 works afterwards; ``timm.list_models("ms_*")`` lists them.
 """
 
-from . import cifar_resnet
+from . import cifar_resnet, vgg
 from .checkpoints import (
     CheckpointError,
     adapt_state_dict,
@@ -14,6 +14,7 @@ from .checkpoints import (
 )
 from .cifar_resnet import BasicBlock, CifarResNet, PadShortcut
 from .paths import shared_data_dir
+from .vgg import VGGBN
 
 __all__ = [
     "BasicBlock",
@@ -26,4 +27,6 @@ __all__ = [
     "load_checkpoint",
     "pretrained_path",
     "shared_data_dir",
+    "vgg",
+    "VGGBN",
 ]
