@@ -78,7 +78,14 @@ _KEEP_FUNCTIONS = {
     F.dropout, F.dropout2d,
 }  # fmt: skip
 _KEEP_METHODS = {
-    "view", "reshape", "flatten", "contiguous", "squeeze", "unsqueeze", "__getitem__", "clone",
+    "view",
+    "reshape",
+    "flatten",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "__getitem__",
+    "clone",
 }
 
 
