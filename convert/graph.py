@@ -126,7 +126,22 @@ def trace(
             f"{err}). Remove data-dependent control flow from forward, or register the "
             "offending module with timm.layers.register_notrace_module."
         ) from err
-    return fx.GraphModule(work, graph, class_name=type(model).__name__)
+    gm = fx.GraphModule(work, graph, class_name=type(model).__name__)
+    _drop_asserts(gm)
+    return gm
+
+
+def _drop_asserts(gm: fx.GraphModule) -> None:
+    """Remove input checks (``torch._assert``) and the shape queries that only fed them.
+
+    They are no-ops on valid input, but their extra uses of a conv's output would block
+    BatchNorm folding.
+    """
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and getattr(node.target, "__name__", "") == "_assert":
+            gm.graph.erase_node(node)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
 
 
 def get_module(root: nn.Module, path: str) -> nn.Module:
@@ -266,7 +281,7 @@ _PASS_FUNCTIONS = {
     torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose, torch.mean, torch.sum,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
     F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.linear, F.conv1d, F.conv2d, F.conv3d,
-    F.dropout, F.dropout2d, F.batch_norm, getattr, torch._assert,
+    F.dropout, F.dropout2d, F.batch_norm, getattr,
 }  # fmt: skip
 _MAX_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool2d}
 _SCALAR_FUNCTIONS = {operator.mul, operator.imul, operator.truediv, torch.mul, torch.div}
@@ -320,7 +335,7 @@ def _is_supported(gm: fx.GraphModule, node: fx.Node, signal: set[fx.Node]) -> st
             return None
         if isinstance(mod, nn.ConstantPad2d) and mod.value == 0:
             return None
-        return f"{type(mod).__name__} is not linear, max-pooling or a ReLU"
+        return f"{type(mod).__name__} is neither a ReLU nor a linear or pooling layer"
     if node.op == "call_function":
         if node.target in _PASS_FUNCTIONS or node.target in _MAX_FUNCTIONS:
             return None
@@ -342,7 +357,7 @@ def _is_supported(gm: fx.GraphModule, node: fx.Node, signal: set[fx.Node]) -> st
                 return None
             return "product of two signals (a gate) is not linear"
     name = getattr(node.target, "__name__", str(node.target))
-    return f"{name} is non-linear (only ReLU/ReLU6 are converted to spiking neurons)"
+    return f"{name} is neither a ReLU nor a linear or pass-through op"
 
 
 def check_supported(gm: fx.GraphModule, model_name: str = "") -> None:
