@@ -8,20 +8,34 @@ per recording; transpose to time-major ``(F, B, C, H, W)`` for an SNN).
 
 from .base import ClassificationDataModule, TensorImageDataset
 from .cifar import CIFAR10DataModule, CIFAR100DataModule
+from .cifar10dvs import CIFAR10DVSDataModule
 from .digits import DigitsDataModule
+from .dvsgesture import DVSGestureDataModule
 from .errors import DataNotFoundError, DataSpecError
+from .events import EventDataModule, EventFiles, EventFrames, events_to_frames
+from .imagefolder import ImageFolderDataModule
+from .nmnist import NMNISTDataModule, read_nmnist
 from .spec import SPECS, from_spec
 from .synthetic import RandomDataModule
 
 __all__ = [
     "SPECS",
+    "CIFAR10DVSDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassificationDataModule",
+    "DVSGestureDataModule",
     "DataNotFoundError",
     "DataSpecError",
     "DigitsDataModule",
+    "EventDataModule",
+    "EventFiles",
+    "EventFrames",
+    "ImageFolderDataModule",
+    "NMNISTDataModule",
     "RandomDataModule",
     "TensorImageDataset",
+    "events_to_frames",
     "from_spec",
+    "read_nmnist",
 ]

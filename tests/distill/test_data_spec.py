@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from multispike.distill.data import (
+    SPECS,
     CIFAR10DataModule,
     DataSpecError,
     DigitsDataModule,
@@ -59,3 +60,12 @@ def test_bad_specs(spec, message):
 def test_unknown_option_is_named():
     with pytest.raises(DataSpecError, match=r"takes no option\(s\) \['colour'\].*'batch_size'"):
         from_spec("digits", colour=True)
+
+
+def test_every_spec_names_a_datamodule():
+    from lightning import LightningDataModule
+
+    from multispike.distill.data.spec import _factory
+
+    for name in SPECS:
+        assert issubclass(_factory(name), LightningDataModule)

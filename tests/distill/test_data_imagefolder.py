@@ -1,0 +1,66 @@
+"""ImageFolder DataModule on tiny generated trees: single tree, ImageNet-style train/val, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from multispike.distill.data import DataNotFoundError, ImageFolderDataModule, from_spec
+
+COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
+
+
+def _tree(root, per_class: int, size=(12, 10)) -> None:
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", size, colour).save(root / name / f"{i}.png")
+
+
+def _all(loader):
+    xs, ys = zip(*loader, strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_single_tree_split_and_eval_geometry(tmp_path):
+    _tree(tmp_path, per_class=5)
+    dm = ImageFolderDataModule(tmp_path, image_size=8, batch_size=16, normalize=False)
+    assert dm.classes == ["cat", "dog", "emu"] and dm.num_classes == 3
+    assert dm.input_shape == (3, 8, 8) and dm.resize_size == 9 and dm.mean == (0.485, 0.456, 0.406)
+    (x_test, y_test), (x_train, y_train) = _all(dm.test_dataloader()), _all(dm.train_dataloader())
+    assert len(x_test) == 3 and len(x_train) == 12 and x_test.shape[1:] == (3, 8, 8)
+    assert torch.bincount(y_train).tolist() == [4, 4, 4]  # one image per class for test
+    for img, label in zip(x_test, y_test, strict=True):  # solid colours survive resize + crop
+        expected = torch.tensor(COLOURS[dm.classes[label]], dtype=torch.float32) / 255
+        assert torch.allclose(img, expected.view(3, 1, 1).expand(3, 8, 8))
+    assert x_train.shape[1:] == (3, 8, 8)  # random resized crop gives the same size
+
+
+def test_imagenet_layout_normalised(tmp_path):
+    _tree(tmp_path / "train", per_class=2)
+    _tree(tmp_path / "val", per_class=1, size=(20, 30))
+    dm = from_spec(f"imagefolder:{tmp_path}", image_size=16, augment=False, batch_size=8)
+    x, y = _all(dm.val_dataloader())
+    assert x.shape == (3, 3, 16, 16) and y.tolist() == [0, 1, 2]
+    mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
+    assert torch.allclose(
+        x[0], ((torch.tensor([1.0, 0, 0]).view(3, 1, 1) - mean) / std).expand(3, 16, 16)
+    )
+    assert len(_all(dm.train_dataloader())[0]) == 6
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(DataNotFoundError, match="does not exist; expected DIR/<class>/<image>"):
+        ImageFolderDataModule(tmp_path / "none").setup()
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match="neither .*val nor .*test"):
+        ImageFolderDataModule(tmp_path).setup()
+    (tmp_path / "val" / "dog").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match="train"):  # class folders without images
+        ImageFolderDataModule(tmp_path).setup()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "train" / "cat" / "a.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "val" / "dog" / "a.png")
+    with pytest.raises(DataNotFoundError, match=r"has classes \['dog'\].*\['cat'\]"):
+        ImageFolderDataModule(tmp_path).setup()
