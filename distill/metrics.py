@@ -42,6 +42,7 @@ from multispike.convert.graph import get_module
 from multispike.convert.quant import threshold_view
 
 __all__ = [
+    "SYNAPTIC_LAYERS",
     "ActivityMonitor",
     "SpikeActivity",
     "StepAccuracy",

@@ -1,0 +1,170 @@
+"""Energy per image from operation counts and a cost table (DESIGN.md §6).
+
+    E = Σ_layers Σ_kinds count[layer][kind] · cost[kind]
+
+Kinds are split into operations (``macs``, ``synops``, ``membrane_updates``) and memory
+accesses (``weight_reads``, ``activation_reads``, ``membrane_reads``, ``membrane_writes``,
+``spike_writes``); the report gives the ops-only sum and the sum with memory. Default costs
+(Horowitz, ISSCC 2014, 45 nm; accesses counted as in Lemaire et al., 2022) live in
+``energy_costs.yaml`` beside this module, with their sources; any of them can be
+overridden from a YAML or JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from multispike.distill.metrics import SYNAPTIC_LAYERS, fanout
+
+__all__ = [
+    "MEMORY_KINDS",
+    "OP_KINDS",
+    "CostTable",
+    "analog_counts",
+    "energy",
+    "load_costs",
+    "spiking_counts",
+]
+
+OP_KINDS = ("macs", "synops", "membrane_updates")
+MEMORY_KINDS = (
+    "weight_reads",
+    "activation_reads",
+    "membrane_reads",
+    "membrane_writes",
+    "spike_writes",
+)
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Energy in pJ of one operation (``ops``) or one memory access (``memory``) of each kind."""
+
+    ops: dict[str, float]
+    memory: dict[str, float]
+    source: str
+
+    def to_dict(self) -> dict:
+        return {"ops_pj": dict(self.ops), "memory_pj": dict(self.memory), "source": self.source}
+
+
+def _read_table(path: Path) -> dict:
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"energy cost table {path} is not valid YAML/JSON: {err}") from err
+    if not isinstance(data, dict) or not set(data) <= {"ops", "memory"}:
+        raise ValueError(
+            f"energy cost table {path} must be a mapping with sections 'ops' and/or 'memory', "
+            f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}"
+        )
+    return data
+
+
+def load_costs(path: str | Path | None = None) -> CostTable:
+    """The default cost table, with the entries of ``path`` (YAML or JSON) replacing defaults.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: unknown section or kind, or a cost that is not a non-negative number.
+    """
+    default = yaml.safe_load(
+        resources.files("multispike.pipelines").joinpath("energy_costs.yaml").read_text()
+    )
+    tables = {"ops": dict(default["ops"]), "memory": dict(default["memory"])}
+    source = "multispike default (Horowitz ISSCC 2014, 45 nm; Lemaire et al. 2022)"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"energy cost table not found: {path}")
+        for section, values in _read_table(path).items():
+            for kind, cost in (values or {}).items():
+                if kind not in tables[section]:
+                    raise ValueError(
+                        f"energy cost table {path}: unknown {section} kind {kind!r}; "
+                        f"valid: {sorted(tables[section])}"
+                    )
+                if not isinstance(cost, (int, float)) or cost < 0:
+                    raise ValueError(f"energy cost table {path}: {section}.{kind} = {cost!r} "
+                                     "must be a non-negative number of pJ")  # fmt: skip
+                tables[section][kind] = float(cost)
+        source = f"{source}, overridden by {path}"
+    return CostTable(tables["ops"], tables["memory"], source)
+
+
+def spiking_counts(activity: dict) -> dict[str, dict[str, float]]:
+    """Per-layer operation and access counts per image from ``ActivityMonitor.compute()``.
+
+    Synaptic layers: ``synops``, ``macs``, a weight read per synop or MAC, an input read
+    per MAC. Neuron layers: ``membrane_updates`` (neurons × T), one membrane read and write
+    each, one ``spike_writes`` per emitted event.
+    """
+    counts: dict[str, dict[str, float]] = {}
+    for name, s in activity["synapses"].items():
+        counts[name] = {
+            "synops": s["synops"],
+            "macs": s["macs"],
+            "weight_reads": s["synops"] + s["macs"],
+            "activation_reads": s["macs"],
+        }
+    for name, a in activity["neurons"].items():
+        updates = a["membrane_updates_per_sample"]
+        counts[name] = {
+            "membrane_updates": updates,
+            "membrane_reads": updates,
+            "membrane_writes": updates,
+            "spike_writes": a["events_per_sample"],
+        }
+    return counts
+
+
+def analog_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    """Per-layer counts per image of a non-spiking network (ANN or QANN): every conv/linear
+    does its dense MACs (``Σ fanout``), each reading one weight and one input.
+
+    Args:
+        model: the network (not modified; one forward pass of zeros under hooks).
+        input_shape: one input's shape ``(C, H, W)``.
+    """
+    counts: dict[str, dict[str, float]] = {}
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, output) -> None:
+            macs = float(fanout(module, tuple(args[0].shape[1:])).sum())
+            counts[name] = {"macs": macs, "weight_reads": macs, "activation_reads": macs}
+
+        return record
+
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, SYNAPTIC_LAYERS)}
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
+def energy(counts: dict[str, dict[str, float]], costs: CostTable) -> dict:
+    """Energy per image in pJ: ``{"layers": {name: {"ops", "memory", "total"}}, "ops",
+    "memory", "total"}`` with ``ops = Σ count·cost`` over operation kinds and ``memory`` the
+    same over memory kinds.
+    """
+    layers = {}
+    for name, c in counts.items():
+        ops = sum(c.get(kind, 0.0) * cost for kind, cost in costs.ops.items())
+        memory = sum(c.get(kind, 0.0) * cost for kind, cost in costs.memory.items())
+        layers[name] = {"ops": ops, "memory": memory, "total": ops + memory}
+    ops = sum(v["ops"] for v in layers.values())
+    memory = sum(v["memory"] for v in layers.values())
+    return {"layers": layers, "ops": ops, "memory": memory, "total": ops + memory}

@@ -1,0 +1,532 @@
+"""Evaluate an ANN, its QANN and SNNs on data: accuracy at every step, activity, energy,
+robustness and latency, in one JSON-ready dict.
+
+One pass over the data runs the ANN, the QANN, the multi-level SNN and its binary
+(``N = 1``) counterpart side by side; further passes sweep ``(N, T)`` for the
+accuracy–energy trade-off and add input noise for robustness.
+
+Definitions:
+
+- prediction after ``t`` steps: argmax of the mean of the SNN's first ``t`` outputs;
+- latency of an image: the first ``t`` from which the prediction no longer changes up to
+  ``T`` (1 when it never changes);
+- Gaussian noise ``σ``: ``x + σ·ε``, ``ε ~ N(0, 1)``, on the normalised input; event noise
+  ``p``: one spurious event added to every pixel of every frame with probability ``p``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, fx, nn
+from tqdm.auto import tqdm
+
+from multispike.convert import MultiLevelQuantizer, SpikingNetwork, neurons, to_snn
+from multispike.convert.calibrate import batch_inputs
+from multispike.convert.graph import set_module
+from multispike.distill.frames import student_input, teacher_logits
+from multispike.distill.metrics import ActivityMonitor, StepAccuracy, StepAgreement
+
+from .energy import CostTable, analog_counts, energy, load_costs, spiking_counts
+
+__all__ = [
+    "SNNConfig",
+    "accuracy_summary",
+    "evaluate",
+    "latency",
+    "matched_energy_ratio",
+    "qann_of",
+    "render_markdown",
+    "robustness",
+    "write_report",
+]
+
+
+@dataclass(frozen=True)
+class SNNConfig:
+    """``N`` spikes per neuron per step and ``T`` steps."""
+
+    max_spikes: int
+    timesteps: int
+
+    @property
+    def label(self) -> str:
+        return f"N={self.max_spikes},T={self.timesteps}"
+
+    @classmethod
+    def parse(cls, text: str) -> SNNConfig:
+        """``"4x1"`` → ``N=4, T=1``."""
+        try:
+            n, t = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            n = t = 0
+        if n < 1 or t < 1:
+            raise ValueError(f"SNN configuration {text!r} must read NxT with N, T >= 1, e.g. 4x1")
+        return cls(n, t)
+
+
+def _batches(loader: Iterable, desc: str, progress: bool) -> Iterable[tuple[Tensor, Tensor]]:
+    total = len(loader) if hasattr(loader, "__len__") else None
+    for batch in tqdm(loader, desc=desc, total=total, disable=not progress, leave=False):
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise TypeError("evaluation data must yield (inputs, targets) batches")
+        yield batch_inputs(batch), batch[1]
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def qann_of(snn: SpikingNetwork, levels: int | None = None) -> fx.GraphModule:
+    """The QANN an SNN was converted from: each neuron back to a quantizer with its λ.
+
+    Args:
+        snn: from :func:`~multispike.convert.to_snn` (or a saved model directory).
+        levels: ``L`` (default: the levels recorded in the SNN's metadata).
+    """
+    meta = snn.net.meta["multispike"]
+    levels = levels or meta["levels"]
+    net = copy.deepcopy(snn.net)
+    for path, neuron in neurons(net).items():
+        lam = neuron.threshold.detach()
+        quant = MultiLevelQuantizer(
+            levels, lam.numel() if lam.dim() else None, source=neuron.source
+        )
+        quant.threshold.data.copy_(lam)
+        set_module(net, path, quant.to(lam.device))
+    net.recompile()
+    qann = fx.GraphModule(net, net.graph, class_name="QuantizedFromSNN")
+    qann.meta["multispike"] = {k: v for k, v in meta.items() if k != "max_spikes"}
+    return qann.eval()
+
+
+def latency(outputs: Tensor) -> Tensor:
+    """Per image, the first step ``t`` (1-based) from which the cumulative-mean prediction
+    equals the final one at every later step: ``(B,)`` integers in ``1..T``."""
+    from multispike.convert import cumulative_mean
+
+    pred = cumulative_mean(outputs).argmax(-1)  # (T, B)
+    changed = pred[1:] != pred[:-1]  # (T-1, B): prediction changed at step t+2
+    steps = torch.arange(2, pred.shape[0] + 1, device=pred.device).unsqueeze(1)
+    return (changed * steps).amax(0).clamp_min(1) if changed.numel() else torch.ones_like(pred[0])
+
+
+class _SNNRun:
+    """Accumulates one SNN's per-step accuracy, agreement, latency and activity."""
+
+    def __init__(self, snn: SpikingNetwork, monitor: bool = True) -> None:
+        self.snn, self.steps = snn, snn.timesteps
+        self.top1 = StepAccuracy(self.steps)
+        self.top5: StepAccuracy | None = None
+        self.agreement = StepAgreement(self.steps)
+        self.latency = torch.zeros(self.steps, dtype=torch.long)
+        self.monitor = ActivityMonitor(snn) if monitor else None
+
+    @torch.no_grad()
+    def update(self, x: Tensor, y: Tensor, reference: Tensor | None) -> None:
+        out = self.snn(student_input(x, None, self.steps)).cpu()
+        if self.top5 is None:
+            self.top5 = StepAccuracy(self.steps, top_k=min(5, out.shape[-1]))
+        self.top1.update(out, y)
+        self.top5.update(out, y)
+        if reference is not None:
+            self.agreement.update(out, reference)
+        self.latency += torch.bincount(latency(out) - 1, minlength=self.steps)
+
+    def result(self) -> dict:
+        def per_step(values: Tensor) -> dict[int, float]:
+            return {t + 1: float(v) for t, v in enumerate(values.reshape(-1))}
+
+        top1 = per_step(self.top1.compute())
+        result = {
+            "max_spikes": self.snn.net.meta["multispike"]["max_spikes"],
+            "timesteps": self.steps,
+            "images": int(self.top1.total),
+            "top1": top1[self.steps],
+            "top1_at_t": top1,
+            "top5_at_t": per_step(self.top5.compute()),
+            "latency": {
+                "mean": float((self.latency * torch.arange(1, self.steps + 1)).sum())
+                / max(int(self.latency.sum()), 1),
+                "histogram": {t + 1: int(c) for t, c in enumerate(self.latency)},
+            },
+        }
+        if self.agreement.update_count:
+            agree = self.agreement.compute()
+            result["agreement_with_qann_at_t"] = per_step(agree["agreement"])
+            result["agreement_with_qann"] = float(agree["agreement"].reshape(-1)[-1])
+            result["max_abs_logit_diff"] = float(agree["max_abs_logit_diff"].reshape(-1)[-1])
+        if self.monitor is not None:
+            result["activity"] = self.monitor.compute()
+        return result
+
+
+def _classifier_run(model: nn.Module, x: Tensor, y: Tensor, metrics: list[StepAccuracy]) -> Tensor:
+    logits = teacher_logits(model, x).cpu()
+    if len(metrics) == 1:
+        metrics.append(StepAccuracy(1, top_k=min(5, logits.shape[-1])))
+    for metric in metrics:
+        metric.update(logits.unsqueeze(0), y)
+    return logits
+
+
+def _run(
+    loader: Iterable,
+    ann: nn.Module | None,
+    qann: nn.Module,
+    snns: Sequence[SpikingNetwork],
+    monitor: bool,
+    progress: bool,
+    desc: str,
+) -> tuple[dict, list[dict]]:
+    """One pass: ANN, QANN and every SNN on each batch."""
+    device = _device(qann)
+    ann_m, qann_m = [StepAccuracy(1)], [StepAccuracy(1)]
+    runs = [_SNNRun(snn, monitor) for snn in snns]
+    for run in runs:
+        if run.monitor is not None:
+            run.monitor.attach()
+    try:
+        with torch.no_grad():
+            for x, y in _batches(loader, desc, progress):
+                x = x.to(device)
+                if ann is not None:
+                    _classifier_run(ann, x, y, ann_m)
+                reference = _classifier_run(qann, x, y, qann_m)
+                for run in runs:
+                    run.update(x, y, reference)
+    finally:
+        for run in runs:
+            if run.monitor is not None:
+                run.monitor.remove()
+    if not qann_m[0].update_count:
+        raise ValueError("evaluation data yielded no batch")
+    summary = {}
+    for name, metrics in (("ann", ann_m), ("qann", qann_m)):
+        if metrics[0].update_count:
+            summary[f"{name}.top1"] = float(metrics[0].compute())
+            summary[f"{name}.top5"] = float(metrics[1].compute())
+    return summary, [run.result() for run in runs]
+
+
+def accuracy_summary(
+    ann: nn.Module | None,
+    qann: nn.Module,
+    snn: SpikingNetwork,
+    loader: Iterable,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Accuracy of ANN, QANN and SNN from one pass, under the keys of ``report.json``.
+
+    Returns:
+        ``ann.top1``/``ann.top5`` (when ``ann`` is given), ``qann.top1``/``qann.top5``,
+        ``snn.top1_at_t``/``snn.top5_at_t`` (``{t: accuracy}``), ``snn.agreement_with_qann``
+        (top-1 agreement after ``T`` steps), ``snn.agreement_with_qann_at_t`` and
+        ``snn.max_abs_logit_diff`` (max over images of ``|mean_T(snn) − qann|``).
+    """
+    summary, (run,) = _run(loader, ann, qann, [snn], False, progress, "accuracy")
+    for key in ("top1_at_t", "top5_at_t", "agreement_with_qann", "agreement_with_qann_at_t",
+                "max_abs_logit_diff"):  # fmt: skip
+        summary[f"snn.{key}"] = run[key]
+    return summary
+
+
+def _is_event_data(x: Tensor) -> bool:
+    return x.dim() == 5
+
+
+def _perturb(x: Tensor, level: float, generator: torch.Generator) -> Tensor:
+    if level == 0:
+        return x
+    if _is_event_data(x):
+        noise = torch.rand(x.shape, generator=generator) < level
+        return x + noise.to(x)
+    return x + level * torch.randn(x.shape, generator=generator).to(x)
+
+
+@torch.no_grad()
+def robustness(
+    models: dict[str, nn.Module],
+    loader: Iterable,
+    levels: Sequence[float],
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, dict[float, float]]:
+    """Top-1 accuracy of each model under input noise of each level (see module docstring).
+
+    ``models`` maps a name to an ANN/QANN (logits) or a :class:`SpikingNetwork` (accuracy
+    of the prediction after ``T`` steps). Every model sees the same noisy inputs.
+    """
+    correct = {name: dict.fromkeys(levels, 0) for name in models}
+    total = 0
+    generator = torch.Generator().manual_seed(seed)
+    device = _device(next(iter(models.values())))
+    for x, y in _batches(loader, "robustness", progress):
+        total += len(y)
+        for level in levels:
+            noisy = _perturb(x, level, generator).to(device)
+            for name, model in models.items():
+                if isinstance(model, SpikingNetwork):
+                    logits = model(student_input(noisy, None, model.timesteps)).mean(0)
+                else:
+                    logits = teacher_logits(model, noisy)
+                correct[name][level] += int((logits.argmax(-1).cpu() == y).sum())
+    return {name: {lv: c / max(total, 1) for lv, c in by.items()} for name, by in correct.items()}
+
+
+def matched_energy_ratio(multi: dict, binary: Sequence[dict], tolerance: float = 0.005) -> dict:
+    """Energy of the cheapest binary SNN within ``tolerance`` of the multi-level SNN's top-1,
+    divided by the multi-level SNN's energy (with memory). ``ratio`` is ``None`` when no
+    binary configuration reaches that accuracy."""
+    target = multi["top1"] - tolerance
+    reaching = [b for b in binary if b["top1"] >= target]
+    best = min(reaching, key=lambda b: b["energy"]["total"]) if reaching else None
+    result = {"multi_level": multi["label"], "multi_level_top1": multi["top1"],
+              "tolerance": tolerance, "binary": None, "ratio": None, "ratio_ops": None}  # fmt: skip
+    if best is not None:
+        result.update(
+            binary=best["label"],
+            binary_top1=best["top1"],
+            ratio=best["energy"]["total"] / multi["energy"]["total"],
+            ratio_ops=best["energy"]["ops"] / multi["energy"]["ops"],
+        )
+    return result
+
+
+def _with_energy(run: dict, costs: CostTable, label: str) -> dict:
+    run["label"] = label
+    run["counts"] = spiking_counts(run["activity"])
+    run["energy"] = energy(run["counts"], costs)
+    return run
+
+
+def evaluate(
+    ann: nn.Module | None,
+    qann: fx.GraphModule,
+    loader: Iterable,
+    *,
+    max_spikes: int | None = None,
+    timesteps: int = 1,
+    binary_timesteps: int | None = None,
+    sweep: Sequence[SNNConfig] = (),
+    sweep_loader: Iterable | None = None,
+    noise: Sequence[float] = (0.0, 0.1, 0.2, 0.5),
+    noise_loader: Iterable | None = None,
+    costs: CostTable | None = None,
+    progress: bool = True,
+) -> dict:
+    """The full evaluation behind ``multispike evaluate``.
+
+    Args:
+        ann: the float network (``None`` when only a converted model is at hand).
+        qann: its quantized ANN (``L`` levels).
+        loader: ``(x, y)`` batches; images ``(B, C, H, W)`` or event frames ``(B, F, C, H, W)``.
+        max_spikes: ``N`` of the multi-level SNN (default ``L``).
+        timesteps: ``T`` of the multi-level SNN.
+        binary_timesteps: ``T`` of the binary (``N = 1``) SNN (default ``L``).
+        sweep: extra ``(N, T)`` configurations for accuracy against energy.
+        sweep_loader: data of the sweep (default ``loader``).
+        noise: Gaussian σ (images) or event probability (event frames); empty to skip.
+        noise_loader: data of the robustness test (default ``loader``).
+        costs: energy cost table (default :func:`load_costs`).
+        progress: tqdm bars.
+
+    Returns:
+        A JSON-ready dict: the :func:`accuracy_summary` keys, ``snn``/``binary`` (per-step
+        accuracy, latency, activity per layer, counts, energy), ``ann_energy``, ``sweep``,
+        ``matched_energy``, ``robustness`` and ``costs``.
+    """
+    costs = costs or load_costs()
+    levels = qann.meta["multispike"]["levels"]
+    multi = SNNConfig(max_spikes or levels, timesteps)
+    binary = SNNConfig(1, binary_timesteps or levels)
+    snn = to_snn(qann, multi.max_spikes, multi.timesteps).eval()
+    bsnn = to_snn(qann, 1, binary.timesteps).eval()
+    summary, (main, bin_run) = _run(loader, ann, qann, [snn, bsnn], True, progress, "evaluate")
+    main = _with_energy(main, costs, multi.label)
+    bin_run = _with_energy(bin_run, costs, binary.label)
+    for key in ("top1_at_t", "top5_at_t", "agreement_with_qann", "agreement_with_qann_at_t",
+                "max_abs_logit_diff"):  # fmt: skip
+        summary[f"snn.{key}"] = main[key]
+    input_shape = tuple(qann.meta["multispike"]["input_shape"])
+    reference = ann if ann is not None else qann
+    result = {
+        **summary,
+        "levels": levels,
+        "snn": main,
+        "binary": bin_run,
+        "ann_energy": energy(analog_counts(reference, input_shape), costs),
+        "costs": costs.to_dict(),
+    }
+    sweep_runs = [main, bin_run]
+    for config in sweep:
+        if config in (multi, binary):
+            continue
+        net = to_snn(qann, config.max_spikes, config.timesteps).eval()
+        _, (run,) = _run(sweep_loader or loader, None, qann, [net], True, progress, config.label)
+        sweep_runs.append(_with_energy(run, costs, config.label))
+    result["sweep"] = [
+        {
+            "label": r["label"],
+            "max_spikes": r["max_spikes"],
+            "timesteps": r["timesteps"],
+            "images": r["images"],
+            "top1": r["top1"],
+            "energy": {k: r["energy"][k] for k in ("ops", "memory", "total")},
+            "synops": r["activity"]["total"]["synops"],
+        }
+        for r in sweep_runs
+    ]
+    multis = [r for r in result["sweep"] if r["max_spikes"] > 1]
+    binaries = [r for r in result["sweep"] if r["max_spikes"] == 1]
+    result["matched_energy"] = [matched_energy_ratio(m, binaries) for m in multis]
+    if noise:
+        models = {"ann": ann, "qann": qann, "snn": snn, "binary": bsnn}
+        models = {k: v for k, v in models.items() if v is not None}
+        result["robustness"] = robustness(models, noise_loader or loader, noise, progress=progress)
+    return result
+
+
+# --------------------------------------------------------------------------- report files
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _accuracy_section(metrics: dict) -> list[str]:
+    main = metrics["snn"]
+    head = (
+        f"ANN {_pct(metrics.get('ann.top1'))} · QANN {_pct(metrics.get('qann.top1'))} · "
+        f"SNN–QANN agreement {_pct(main.get('agreement_with_qann'))} · "
+        f"max |logit difference| {main.get('max_abs_logit_diff', float('nan')):.3g}"
+    )
+    lines = ["## Accuracy (top-1 %, prediction = mean of the outputs of steps 1..t)", "", head, ""]
+    for run in (main, metrics["binary"]):
+        steps = run["top1_at_t"]
+        lines += _table(
+            ["SNN", *(f"t={t}" for t in steps)], [[run["label"], *map(_pct, steps.values())]]
+        )
+    return lines
+
+
+def _energy_section(metrics: dict) -> list[str]:
+    costs = {**metrics["costs"]["ops_pj"], **metrics["costs"]["memory_pj"]}
+    runs = [("ANN (dense MACs)", metrics["ann_energy"])]
+    runs += [(f"SNN {r['label']}", r["energy"]) for r in (metrics["snn"], metrics["binary"])]
+    lines = ["## Energy per image (µJ)", "", "Costs (pJ): "]
+    lines[-1] += ", ".join(f"{k} {v:g}" for k, v in costs.items()) + "."
+    lines += [""] + _table(
+        ["model", "ops", "memory", "total"],
+        [[name, *(f"{e[k] / 1e6:.3f}" for k in ("ops", "memory", "total"))] for name, e in runs],
+    )
+    for m in metrics.get("matched_energy", []):
+        if m["ratio"] is None:
+            lines.append(
+                f"- {m['multi_level']} ({_pct(m['multi_level_top1'])} %): no binary "
+                f"configuration reaches it within {_pct(m['tolerance'])} points."
+            )
+        else:
+            lines.append(
+                f"- {m['multi_level']} ({_pct(m['multi_level_top1'])} %) against the cheapest "
+                f"binary SNN at matched accuracy, {m['binary']} ({_pct(m['binary_top1'])} %): "
+                f"binary / multi-level energy = {m['ratio']:.2f}× with memory, "
+                f"{m['ratio_ops']:.2f}× ops only."
+            )
+    return lines + [""]
+
+
+def _layer_section(run: dict) -> list[str]:
+    total = run["activity"]["total"]
+    summary = (
+        f"Per image: synaptic operations {total['synops']:.4g}, MACs {total['macs']:.4g}, "
+        f"membrane updates {total['membrane_updates']:.4g}, events {total['events']:.4g}. "
+        f"Events per neuron per step {total['events_per_neuron_step']:.4f}, mean payload "
+        f"{total['mean_payload']:.3f}, silent neurons {_pct(total['silent_fraction'])} %, "
+        f"mean latency {run['latency']['mean']:.2f} steps."
+    )
+    lines = [f"### SNN {run['label']}", "", summary, ""]
+    lines += _table(
+        ["neuron layer", "events/neuron/step", "mean payload", "silent %"],
+        [
+            [
+                n,
+                f"{a['events_per_neuron_step']:.4f}",
+                f"{a['mean_payload']:.3f}",
+                _pct(a["silent_fraction"]),
+            ]  # fmt: skip
+            for n, a in run["activity"]["neurons"].items()
+        ],
+    )
+    lines += _table(
+        ["synaptic layer", "input", "synops", "MACs", "energy (nJ)"],
+        [
+            [
+                n,
+                "spikes" if s["spiking"] else "analog",
+                f"{s['synops']:.4g}",
+                f"{s['macs']:.4g}",
+                f"{run['energy']['layers'][n]['total'] / 1e3:.2f}",
+            ]  # fmt: skip
+            for n, s in run["activity"]["synapses"].items()
+        ],
+    )
+    return lines
+
+
+def render_markdown(metrics: dict) -> str:
+    """``report.md``: the evaluation as tables a person can read."""
+    main = metrics["snn"]
+    lines = ["# Evaluation report", "", f"Images: {main['images']}. QANN levels L = "]
+    lines[-1] += f"{metrics['levels']}. Energy model: DESIGN.md §6, {metrics['costs']['source']}."
+    lines += ["", *_accuracy_section(metrics), *_energy_section(metrics), "## Per layer", ""]
+    lines += _layer_section(main) + _layer_section(metrics["binary"])
+    if metrics.get("sweep"):
+        lines += ["## Accuracy against energy", ""]
+        lines += _table(
+            ["N, T", "images", "top-1 %", "synops", "energy µJ"],
+            [
+                [
+                    r["label"],
+                    str(r["images"]),
+                    _pct(r["top1"]),
+                    f"{r['synops']:.4g}",
+                    f"{r['energy']['total'] / 1e6:.3f}",
+                ]  # fmt: skip
+                for r in metrics["sweep"]
+            ],
+        )
+    if metrics.get("robustness"):
+        levels = list(next(iter(metrics["robustness"].values())))
+        lines += ["## Robustness (top-1 % under input noise)", ""]
+        lines += _table(
+            ["model", *(f"{float(v):g}" for v in levels)],
+            [[name, *map(_pct, by.values())] for name, by in metrics["robustness"].items()],
+        )
+    lines += [f"![{p}]({p})" for p in metrics.get("plots", [])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(metrics: dict, directory: str | Path) -> Path:
+    """Write ``metrics.json``, ``report.md`` and the PNG plots to ``directory``."""
+    from .plots import write_plots
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metrics = dict(metrics, plots=[p.name for p in write_plots(metrics, directory)])
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (directory / "report.md").write_text(render_markdown(metrics))
+    return directory

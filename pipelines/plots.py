@@ -1,0 +1,119 @@
+"""PNG plots of an evaluation (the dict of :func:`multispike.pipelines.evaluate.evaluate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["PLOTS", "write_plots"]
+
+
+def _steps(values: dict) -> tuple[list[int], list[float]]:
+    steps = sorted(int(t) for t in values)
+    return steps, [100 * values[t] if t in values else 100 * values[str(t)] for t in steps]
+
+
+def accuracy_vs_t(metrics: dict, ax) -> None:
+    for key in ("snn", "binary"):
+        run = metrics[key]
+        ax.plot(*_steps(run["top1_at_t"]), marker="o", label=f"SNN {run['label']}")
+    for key, style in (("ann.top1", "--"), ("qann.top1", ":")):
+        if key in metrics:
+            ax.axhline(100 * metrics[key], linestyle=style, color="gray", label=key.split(".")[0])
+    ax.set(xlabel="time step t", ylabel="top-1 accuracy after t steps (%)",
+           title="Accuracy against time steps")  # fmt: skip
+
+
+def _bars(ax, layer_values: list[dict[str, float]], labels: list[str], ylabel: str) -> None:
+    names = list(dict.fromkeys(name for values in layer_values for name in values))
+    width = 0.8 / len(layer_values)
+    for i, (values, label) in enumerate(zip(layer_values, labels, strict=True)):
+        xs = [j + i * width for j in range(len(names))]
+        ax.bar(xs, [values.get(n, 0.0) for n in names], width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=90, fontsize=7)
+    ax.set_ylabel(ylabel)
+
+
+def activity_per_layer(metrics: dict, ax) -> None:
+    runs = [metrics["snn"], metrics["binary"]]
+    values = [
+        {n: a["events_per_neuron_step"] for n, a in r["activity"]["neurons"].items()} for r in runs
+    ]
+    _bars(ax, values, [f"SNN {r['label']}" for r in runs], "events per neuron per step")
+    ax.set_title("Activity per neuron layer")
+
+
+def energy_per_layer(metrics: dict, ax) -> None:
+    runs = [metrics["snn"], metrics["binary"]]
+    values = [{n: e["total"] / 1e3 for n, e in r["energy"]["layers"].items()} for r in runs]
+    _bars(ax, values, [f"SNN {r['label']}" for r in runs], "energy per image (nJ, with memory)")
+    ax.set_title("Energy per layer")
+
+
+def accuracy_vs_noise(metrics: dict, ax) -> None:
+    for name, by_level in metrics["robustness"].items():
+        levels = sorted(float(v) for v in by_level)
+        lookup = {float(k): v for k, v in by_level.items()}
+        ax.plot(levels, [100 * lookup[v] for v in levels], marker="o", label=name)
+    ax.set(xlabel="input noise (σ, or event probability)", ylabel="top-1 accuracy (%)",
+           title="Robustness to input noise")  # fmt: skip
+
+
+def accuracy_vs_energy(metrics: dict, ax) -> None:
+    for run in metrics["sweep"]:
+        marker = "s" if run["max_spikes"] == 1 else "o"
+        ax.scatter(run["energy"]["total"] / 1e3, 100 * run["top1"], marker=marker)
+        ax.annotate(run["label"], (run["energy"]["total"] / 1e3, 100 * run["top1"]), fontsize=7)
+    if "ann.top1" in metrics:
+        ann = metrics["ann_energy"]["total"] / 1e3
+        ax.scatter(ann, 100 * metrics["ann.top1"], marker="*", s=120, label="ANN")
+    ax.set_xscale("log")
+    ax.set(xlabel="energy per image (nJ, with memory)", ylabel="top-1 accuracy (%)",
+           title="Accuracy against energy (○ multi-level, □ binary)")  # fmt: skip
+
+
+def latency_histogram(metrics: dict, ax) -> None:
+    for key in ("snn", "binary"):
+        run = metrics[key]
+        pairs = sorted((int(t), c) for t, c in run["latency"]["histogram"].items())
+        steps, counts = [t for t, _ in pairs], [c for _, c in pairs]
+        total = max(sum(counts), 1)
+        ax.step(steps, [100 * c / total for c in counts], where="mid", label=f"SNN {run['label']}")
+    ax.set(xlabel="decision latency (first step of the final prediction)",
+           ylabel="images (%)", title="Latency distribution")  # fmt: skip
+
+
+PLOTS = {
+    "accuracy_vs_t.png": accuracy_vs_t,
+    "activity_per_layer.png": activity_per_layer,
+    "energy_per_layer.png": energy_per_layer,
+    "accuracy_vs_noise.png": accuracy_vs_noise,
+    "accuracy_vs_energy.png": accuracy_vs_energy,
+    "latency.png": latency_histogram,
+}
+
+
+def write_plots(metrics: dict, directory: str | Path) -> list[Path]:
+    """Draw every plot whose data is in ``metrics`` into ``directory``; returns the files."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    needs = {"accuracy_vs_noise.png": "robustness"}
+    written = []
+    for name, draw in PLOTS.items():
+        if needs.get(name, "snn") not in metrics:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+        try:
+            draw(metrics, ax)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+            fig.savefig(directory / name, dpi=110)
+        finally:
+            plt.close(fig)
+        written.append(directory / name)
+    return written

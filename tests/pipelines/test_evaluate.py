@@ -1,0 +1,183 @@
+"""The evaluation: accuracy summary, latency, binary vs multi-level, report files, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from multispike.convert import calibrate, to_snn
+from multispike.pipelines.commands.evaluate import main as evaluate_main
+from multispike.pipelines.evaluate import (
+    SNNConfig,
+    accuracy_summary,
+    evaluate,
+    latency,
+    matched_energy_ratio,
+    qann_of,
+    robustness,
+    write_report,
+)
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    ann = _net().eval()
+    x = torch.randn(24, 3, 8, 8)
+    y = ann(x).argmax(1)  # labels the ANN mostly gets right
+    y[::4] = (y[::4] + 1) % 4
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    qann = calibrate(ann, [x], levels=4, progress=False)
+    return ann, qann, loader
+
+
+def test_accuracy_summary_is_exact_at_one_step(setup):
+    ann, qann, loader = setup
+    summary = accuracy_summary(ann, qann, to_snn(qann), loader, progress=False)
+    assert summary["ann.top1"] == pytest.approx(18 / 24)
+    assert summary["snn.top1_at_t"] == {1: summary["qann.top1"]}
+    assert summary["snn.agreement_with_qann"] == 1.0
+    assert summary["snn.max_abs_logit_diff"] == 0.0
+    longer = accuracy_summary(None, qann, to_snn(qann, 2, 3), loader, progress=False)
+    assert "ann.top1" not in longer and list(longer["snn.top1_at_t"]) == [1, 2, 3]
+    assert 0 <= longer["snn.agreement_with_qann"] <= 1
+
+
+def test_latency_is_the_first_step_of_the_final_decision():
+    # cumulative-mean argmax per image: [0,1,1], [1,1,1], [0,0,1]
+    outputs = torch.tensor(
+        [
+            [[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]],
+            [[0.0, 6.0], [0.0, 1.0], [1.0, 0.0]],
+            [[0.0, 1.0], [0.0, 1.0], [0.0, 9.0]],
+        ]
+    )
+    assert latency(outputs).tolist() == [2, 1, 3]
+    assert latency(outputs[:1]).tolist() == [1, 1, 1]
+
+
+def test_qann_of_inverts_to_snn(setup):
+    _, qann, loader = setup
+    x = next(iter(loader))[0]
+    assert torch.equal(qann_of(to_snn(qann, 2, 5))(x), qann(x))
+
+
+def test_binary_and_multilevel_differ_as_the_math_says(setup):
+    ann, qann, loader = setup
+    metrics = evaluate(ann, qann, loader, binary_timesteps=4, noise=(), progress=False)
+    multi, binary = metrics["snn"]["activity"], metrics["binary"]["activity"]
+    # one membrane update per neuron per step: T_binary / T_multi = 4 times as many
+    assert binary["total"]["membrane_updates"] == 4 * multi["total"]["membrane_updates"]
+    # the analog first layer runs at every step
+    assert binary["synapses"]["0"]["macs"] == 4 * multi["synapses"]["0"]["macs"]
+    # binary events carry one spike; multi-level payloads lie in 1..N = 1..4
+    assert binary["total"]["mean_payload"] == 1.0
+    assert 1.0 <= multi["total"]["mean_payload"] <= 4.0
+    for layer in multi["neurons"].values():
+        assert layer["events_per_neuron_step"] * 4 >= layer["spikes_per_neuron_step"]
+    # T = 1, N = L equals the QANN; energy = counts × table
+    assert metrics["snn.max_abs_logit_diff"] == 0.0
+    e = metrics["snn"]["energy"]
+    assert e["total"] == pytest.approx(e["ops"] + e["memory"])
+    assert metrics["sweep"][0]["label"] == "N=4,T=1" and metrics["sweep"][1]["label"] == "N=1,T=4"
+
+
+def test_matched_energy_ratio_picks_the_cheapest_binary_that_reaches():
+    multi = {"label": "N=4,T=1", "top1": 0.90, "energy": {"total": 10.0, "ops": 2.0}}
+    binaries = [
+        {"label": "N=1,T=2", "top1": 0.70, "energy": {"total": 15.0, "ops": 3.0}},
+        {"label": "N=1,T=8", "top1": 0.899, "energy": {"total": 40.0, "ops": 5.0}},
+        {"label": "N=1,T=16", "top1": 0.91, "energy": {"total": 80.0, "ops": 9.0}},
+    ]
+    result = matched_energy_ratio(multi, binaries)
+    assert result["binary"] == "N=1,T=8" and result["ratio"] == 4.0 and result["ratio_ops"] == 2.5
+    assert matched_energy_ratio(multi, binaries[:1])["ratio"] is None
+
+
+def test_robustness_without_noise_is_clean_accuracy(setup):
+    ann, qann, loader = setup
+    result = robustness({"ann": ann, "snn": to_snn(qann)}, loader, [0.0, 1.0], progress=False)
+    assert result["ann"][0.0] == pytest.approx(18 / 24)
+    assert set(result["snn"]) == {0.0, 1.0}
+
+
+def test_report_files_and_valid_pngs(setup, tmp_path):
+    ann, qann, loader = setup
+    metrics = evaluate(
+        ann, qann, loader, max_spikes=2, timesteps=2, binary_timesteps=3,
+        sweep=[SNNConfig.parse("1x1"), SNNConfig(2, 1)], noise=(0.0, 0.5), progress=False,
+    )  # fmt: skip
+    write_report(metrics, tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("ann.top1", "qann.top1", "snn.top1_at_t", "snn.agreement_with_qann",
+                "snn.max_abs_logit_diff"):  # fmt: skip
+        assert key in saved
+    assert list(saved["snn.top1_at_t"]) == ["1", "2"]
+    assert [r["label"] for r in saved["sweep"]] == ["N=2,T=2", "N=1,T=3", "N=1,T=1", "N=2,T=1"]
+    report = (tmp_path / "report.md").read_text()
+    assert "N=1,T=3" in report and "Robustness" in report
+    assert len(saved["plots"]) == 6
+    for name in saved["plots"]:
+        with Image.open(tmp_path / name) as image:
+            image.verify()
+            assert image.format == "PNG"
+
+
+def test_snn_config_parse_errors():
+    assert SNNConfig.parse("8x2") == SNNConfig(8, 2)
+    with pytest.raises(ValueError, match="NxT"):
+        SNNConfig.parse("8")
+
+
+def test_cli_errors_are_clear(capsys, tmp_path):
+    assert evaluate_main(["--data", "random", "--output", str(tmp_path)]) == 2
+    assert "--model NAME or --model-dir DIR" in capsys.readouterr().err
+    code = evaluate_main(["--model", "ms_resnet20", "--data", "nosuch", "--output", str(tmp_path)])
+    assert code == 1
+    assert "unknown --data spec 'nosuch'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate_main(["--model", "x", "--data", "random", "--sweep", "4", "--output", "o"])
+
+
+@pytest.mark.slow
+def test_cli_writes_a_report(tmp_path):
+    code = evaluate_main(
+        [
+            "--model",
+            "ms_resnet20",
+            "--data",
+            "random",
+            "--limit",
+            "4",
+            "--batch-size",
+            "4",
+            "--levels",
+            "2",
+            "--calibration-images",
+            "4",
+            "--noise",
+            "0",
+            "--noise-images",
+            "4",
+            "--output",
+            str(tmp_path),
+            "--no-progress",
+        ]  # fmt: skip
+    )
+    assert code == 0
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["snn"]["label"] == "N=2,T=1" and saved["binary"]["label"] == "N=1,T=2"
+    assert saved["snn.agreement_with_qann"] == 1.0
+    assert saved["command"].startswith("multispike evaluate --model ms_resnet20")
