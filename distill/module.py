@@ -1,0 +1,346 @@
+"""The step-wise distillation system: a frozen teacher trains a QANN or SNN student.
+
+Loss (DESIGN.md §5, :func:`~multispike.distill.losses.stepwise_distillation_loss`):
+
+    L = CE( mean_t o_t , y ) + α · (1/T) · Σ_t τ² · KL( softmax(z/τ) ‖ softmax(o_t/τ) )
+
+Thresholds λ learn with the weights: straight-through ``floor`` in the QANN, straight
+through the neuron in the SNN, back-propagation through time over ``T``. A schedule of
+:class:`~multispike.distill.students.Stage` s runs quantization-aware training, conversion,
+SNN distillation and a curriculum of fewer steps or spikes in one fit, on one set of
+parameters; every checkpoint records its stage, so any stage resumes with ``ckpt_path``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from multispike.convert import SpikingNetwork
+from multispike.convert.calibrate import batch_inputs
+
+from .frames import student_input, teacher_logits
+from .losses import stepwise_distillation_loss
+from .metrics import StepAccuracy
+from .students import Stage, apply_stage, freeze_batchnorm, load_student_weights, quantized_student
+
+__all__ = ["StepwiseDistillation"]
+
+
+class StepwiseDistillation(L.LightningModule):
+    """Train a QANN/SNN student against a frozen teacher with the step-wise loss.
+
+    Without ``student`` the QANN is calibrated from the teacher in :meth:`setup` on the
+    DataModule's training images, then brought to each stage of ``stages`` in turn.
+
+    Args:
+        teacher: the frozen reference (the ANN, or a QANN); never modified.
+        student: a QANN (:func:`~multispike.convert.calibrate`) or
+            :class:`~multispike.convert.SpikingNetwork`; ``None``: built from the teacher.
+        stages: the schedule (default: one stage that keeps the given student's kind, or an
+            SNN with ``T = 1`` and ``N = L``).
+        levels: ``L`` of the student built from the teacher.
+        per_channel: per-channel thresholds for that student.
+        calibration: initial thresholds, ``"percentile"`` or ``"mse"``.
+        percentile: the percentile for ``calibration="percentile"``.
+        calibration_images: training images used to calibrate.
+        init_from: a checkpoint of an earlier run whose student weights seed this one.
+        input_shape: ``(C, H, W)`` of one student frame, for restoring without data
+            (default: from the data, the checkpoint or the teacher's ``pretrained_cfg``).
+        student_frames: event data: frames the student sees (``None``: ``min(F, T)``).
+        alpha: weight ``α`` of the distillation term.
+        tau: temperature ``τ``.
+        optimizer: ``"sgd"`` (momentum, Nesterov) or ``"adamw"``.
+        lr: peak learning rate (cosine decay to 0 over the fit).
+        weight_decay: weight decay of weights (thresholds and biases get none).
+        momentum: SGD momentum.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module | None = None,
+        stages: list[Stage] | None = None,
+        levels: int = 8,
+        per_channel: bool = False,
+        calibration: Literal["percentile", "mse"] = "percentile",
+        percentile: float = 99.9,
+        calibration_images: int = 512,
+        init_from: str | None = None,
+        input_shape: list[int] | None = None,
+        student_frames: int | None = None,
+        alpha: float = 1.0,
+        tau: float = 4.0,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.01,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["teacher", "student"])
+        if alpha < 0 or tau <= 0:
+            raise ValueError(f"need alpha >= 0 and tau > 0, got alpha={alpha}, tau={tau}")
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.student = student
+        if student is not None:
+            freeze_batchnorm(student)
+        self.stages = list(stages) if stages else [_default_stage(student)]
+        _check_schedule(self.stages)
+        self.stage_index = -1
+        self.val_steps = nn.ModuleDict()
+        self.test_steps = nn.ModuleDict()
+        self.train_top1: MulticlassAccuracy | None = None  # built in setup (needs classes)
+        self.teacher_top1 = nn.ModuleDict()
+
+    # -- student construction and schedule ---------------------------------------------------
+    @property
+    def stage(self) -> Stage:
+        """The stage the student is in."""
+        return self.stages[max(self.stage_index, 0)]
+
+    @property
+    def timesteps(self) -> int | None:
+        """``T`` of an SNN student, ``None`` for a QANN."""
+        return self.student.timesteps if isinstance(self.student, SpikingNetwork) else None
+
+    def stage_at(self, epoch: int) -> int:
+        """Index of the stage that ``epoch`` belongs to."""
+        end = 0
+        for index, stage in enumerate(self.stages):
+            if stage.epochs is None:
+                return index
+            end += stage.epochs
+            if epoch < end:
+                return index
+        return len(self.stages) - 1
+
+    def enter_stage(self, index: int) -> None:
+        """Apply stages up to ``index`` to the student (no-op for stages already entered)."""
+        while self.stage_index < index:
+            self.stage_index += 1
+            self.student = apply_stage(self.student, self.stages[self.stage_index])
+            rank_zero_info(f"distillation stage {self.stage_index}: {self.stage}")
+
+    def _student_input_shape(self) -> list[int] | None:
+        if isinstance(self.student, SpikingNetwork):
+            return list(self.student.input_shape)
+        meta = getattr(self.student, "meta", {}).get("multispike", {})
+        return meta.get("input_shape")
+
+    def _build_student(self, data: Iterable | None, input_shape: list[int] | None) -> None:
+        hp = self.hparams
+        calibrate = data is not None and hp.init_from is None
+        self.student = quantized_student(
+            self.teacher, hp.levels, data=data if calibrate else None,
+            per_channel=hp.per_channel, input_shape=input_shape, method=hp.calibration,
+            percentile=hp.percentile, progress=False,
+        )  # fmt: skip
+        self.enter_stage(0)
+        if hp.init_from is not None:
+            load_student_weights(self.student, hp.init_from)
+
+    def _calibration_data(self) -> Iterable:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            raise ValueError(
+                "StepwiseDistillation builds its student from the teacher on the training "
+                "data: fit with a DataModule, or pass student=..."
+            )
+        images = self.hparams.calibration_images
+        # the frames of the longest SNN stage, one frame per calibration input
+        steps = max((s.timesteps for s in self.stages if s.student == "snn"), default=None)
+        if hasattr(datamodule, "calibration_dataloader"):
+            loader = datamodule.calibration_dataloader(num_images=images)
+            return _StudentFrames(loader, self.hparams.student_frames, steps)
+        loader = datamodule.train_dataloader()
+        batches = math.ceil(images / (loader.batch_size or 1))
+        return _StudentFrames(loader, self.hparams.student_frames, steps, batches)
+
+    def setup(self, stage: str) -> None:
+        """Calibrate the student (first time), set the stage, build the metrics."""
+        if self.student is None:
+            data = self._calibration_data()
+            self._build_student(data, self.hparams.input_shape)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        self.enter_stage(self.stage_at(epoch))
+        classes = self._num_classes()
+        top5 = min(5, classes)
+        steps = sorted({s.timesteps if s.student == "snn" else 1 for s in self.stages})
+        for metrics in (self.val_steps, self.test_steps):
+            for t in steps:
+                metrics[f"T{t}_top1"] = StepAccuracy(t, top_k=1)
+                metrics[f"T{t}_top5"] = StepAccuracy(t, top_k=top5)
+        self.train_top1 = MulticlassAccuracy(classes)
+        self.teacher_top1 = nn.ModuleDict(
+            {split: MulticlassAccuracy(classes) for split in ("val", "test")}
+        )
+
+    def _num_classes(self) -> int:
+        shape = self._student_input_shape()
+        device = next(self.teacher.parameters()).device
+        with torch.no_grad():
+            return int(self.teacher(torch.zeros(1, *shape, device=device)).shape[-1])
+
+    def on_train_epoch_start(self) -> None:
+        self.enter_stage(self.stage_at(self.current_epoch))
+
+    def train(self, mode: bool = True) -> StepwiseDistillation:
+        """Switch modes; the teacher and unfoldable BatchNorms always stay in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        if self.student is not None:
+            freeze_batchnorm(self.student)
+        return self
+
+    # -- forward and steps --------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """Student outputs ``(T, B, classes)`` for images or ``(B, F, C, H, W)`` frames."""
+        out = self.student(student_input(x, self.hparams.student_frames, self.timesteps))
+        return out if isinstance(self.student, SpikingNetwork) else out.unsqueeze(0)
+
+    def _shared_step(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Any]:
+        x, y = batch_inputs(batch), batch[1]
+        with torch.no_grad():
+            z = teacher_logits(self.teacher, x)
+        out = self(x)
+        loss = stepwise_distillation_loss(out, z, y, self.hparams.alpha, self.hparams.tau)
+        return out, z, y, loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        out, _, y, loss = self._shared_step(batch)
+        self.train_top1(out.detach().mean(0), y)
+        self.log("train/loss", loss.total, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_dict({"train/ce": loss.ce, "train/kd": loss.kd}, on_step=False, on_epoch=True)
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
+        return loss.total
+
+    def _eval_step(self, batch: Any, split: str) -> None:
+        out, z, y, loss = self._shared_step(batch)
+        metrics = self.val_steps if split == "val" else self.test_steps
+        steps = out.shape[0]
+        metrics[f"T{steps}_top1"].update(out, y)
+        metrics[f"T{steps}_top5"].update(out, y)
+        self.teacher_top1[split].update(z, y)
+        self.log(f"{split}/loss", loss.total, on_epoch=True, sync_dist=True, prog_bar=True)
+        self.log_dict(
+            {f"{split}/ce": loss.ce, f"{split}/kd": loss.kd}, on_epoch=True, sync_dist=True
+        )
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_step_accuracy(self, split: str) -> None:
+        metrics = self.val_steps if split == "val" else self.test_steps
+        steps = self.timesteps or 1
+        top1 = metrics[f"T{steps}_top1"]
+        if not top1.update_count:
+            return
+        # torchmetrics squeezes one-element results: (T,) again
+        acc1 = top1.compute().reshape(-1)
+        acc5 = metrics[f"T{steps}_top5"].compute().reshape(-1)
+        values = {f"{split}/top1_t{t + 1}": acc for t, acc in enumerate(acc1)}
+        values[f"{split}/top5"] = acc5[-1]
+        values.update({f"{split}/teacher_top1": self.teacher_top1[split].compute()})
+        values[f"{split}/stage"] = torch.tensor(float(max(self.stage_index, 0)))
+        self.log_dict(values, prog_bar=False)
+        self.log(f"{split}/top1", acc1[-1], prog_bar=True)
+        for metric in (*metrics.values(), self.teacher_top1[split]):
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_step_accuracy("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_step_accuracy("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self(batch_inputs(batch))
+
+    # -- optimisation and checkpoints ---------------------------------------------------------
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.student.named_parameters():
+            if param.requires_grad:
+                plain = name.endswith("threshold") or param.dim() <= 1
+                (no_decay if plain else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": hp.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["multispike"] = {
+            "stage_index": max(self.stage_index, 0),
+            "input_shape": self._student_input_shape(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Give the student the structure of the checkpoint's stage before its weights load."""
+        info = checkpoint.get("multispike")
+        if info is None:
+            raise ValueError(
+                "not a StepwiseDistillation checkpoint (no 'multispike' entry): use "
+                "init_from=... to seed a student from other weights"
+            )
+        if self.student is None:
+            self._build_student(None, self.hparams.input_shape or info["input_shape"])
+        if info["stage_index"] < self.stage_index:
+            raise ValueError(
+                f"checkpoint is at stage {info['stage_index']} but the student is already at "
+                f"stage {self.stage_index}"
+            )
+        self.enter_stage(info["stage_index"])
+
+
+def _default_stage(student: nn.Module | None) -> Stage:
+    if isinstance(student, SpikingNetwork):
+        return Stage("snn", timesteps=student.timesteps)
+    return Stage("qann") if student is not None else Stage("snn")
+
+
+def _check_schedule(stages: list[Stage]) -> None:
+    for index, stage in enumerate(stages):
+        if stage.epochs is None and index != len(stages) - 1:
+            raise ValueError(
+                f"stage {index} has epochs=None: only the last stage may run to the end"
+            )
+        if stage.epochs is not None and stage.epochs < 1:
+            raise ValueError(f"stage {index} has epochs={stage.epochs}: need >= 1")
+    kinds = [stage.student for stage in stages]
+    if "snn" in kinds and "qann" in kinds[kinds.index("snn") :]:
+        raise ValueError("QANN stages must come before SNN stages in the schedule")
+
+
+class _StudentFrames:
+    """Re-iterable view of a loader yielding the student's single-frame inputs (calibration)."""
+
+    def __init__(self, loader: Iterable, frames: int | None, timesteps: int | None,
+                 limit: int | None = None) -> None:  # fmt: skip
+        self.loader, self.frames, self.timesteps, self.limit = loader, frames, timesteps, limit
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for index, batch in enumerate(self.loader):
+            if self.limit is not None and index >= self.limit:
+                return
+            x = student_input(batch_inputs(batch), self.frames, self.timesteps)
+            yield x.flatten(0, 1) if x.dim() == 5 else x

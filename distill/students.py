@@ -1,0 +1,202 @@
+"""Teachers and students by name: a timm teacher, its calibrated QANN, the SNN sharing its weights.
+
+The distillation system (:mod:`multispike.distill.module`) trains one set of parameters
+through a schedule of :class:`Stage` s: quantization-aware training of the QANN, then the
+SNN built on the very same parameter tensors (so optimizers and DDP keep working across the
+switch), then fewer steps or spikes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import timm
+import torch
+from torch import fx, nn
+
+from multispike.convert import (
+    SpikingNetwork,
+    build_qann,
+    calibrate,
+    neurons,
+    quantizers,
+    to_snn,
+)
+from multispike.convert.graph import get_module
+from multispike.zoo import load_checkpoint  # importing the zoo registers its ms_* models
+
+__all__ = [
+    "Stage",
+    "apply_stage",
+    "freeze_batchnorm",
+    "load_student_weights",
+    "quantized_student",
+    "spiking_view",
+    "timm_model",
+]
+
+StudentKind = Literal["qann", "snn"]
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass
+class Stage:
+    """One stage of a distillation schedule.
+
+    Attributes:
+        student: ``"qann"`` (quantization-aware training, one step) or ``"snn"``.
+        epochs: epochs spent in this stage; ``None`` (last stage only) runs to the end.
+        timesteps: ``T`` of the SNN (ignored for the QANN).
+        max_spikes: ``N`` of every SNN neuron (default: the QANN's levels ``L``).
+        levels: ``L`` of every QANN quantizer (default: unchanged).
+    """
+
+    student: StudentKind = "snn"
+    epochs: int | None = None
+    timesteps: int = 1
+    max_spikes: int | None = None
+    levels: int | None = None
+
+
+def timm_model(
+    model_name: str,
+    checkpoint: str | None = None,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> nn.Module:
+    """A timm (or zoo) model by registry name, optionally with weights from a local file.
+
+    Args:
+        model_name: name in timm's registry, e.g. ``"resnet18"`` or a zoo model.
+        checkpoint: a weights file read by :func:`multispike.zoo.load_checkpoint` (state
+            dicts, third-party layouts, safetensors); takes precedence over ``pretrained``.
+        pretrained: load the registry's pretrained weights (the zoo points them at
+            ``../shared/data``).
+        num_classes: classifier size (default: the registry's).
+        in_chans: input channels (default: the registry's).
+    """
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v}
+    model = timm.create_model(model_name, pretrained=pretrained and checkpoint is None, **kwargs)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model.eval()
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Keep BatchNorms that could not be folded frozen: eval mode, no gradient."""
+    for module in model.modules():
+        if isinstance(module, _BATCHNORMS):
+            module.eval()
+            for param in module.parameters(recurse=False):
+                param.requires_grad_(False)
+
+
+def quantized_student(
+    teacher: nn.Module,
+    levels: int,
+    *,
+    data: Iterable | None = None,
+    per_channel: bool = False,
+    input_shape: Sequence[int] | None = None,
+    method: Literal["percentile", "mse"] = "percentile",
+    percentile: float = 99.9,
+    num_batches: int | None = None,
+    progress: bool = True,
+) -> fx.GraphModule:
+    """The teacher's QANN: calibrated on ``data``, or structure only (λ = 1) without it."""
+    if data is None:
+        qann = build_qann(teacher, levels, per_channel=per_channel, input_shape=input_shape)
+    else:
+        qann = calibrate(
+            teacher, data, levels, per_channel=per_channel, method=method,
+            percentile=percentile, num_batches=num_batches, progress=progress,
+        )  # fmt: skip
+    qann.requires_grad_(True)  # a frozen teacher's copy would stay frozen
+    freeze_batchnorm(qann)
+    return qann
+
+
+def spiking_view(qann: fx.GraphModule, max_spikes: int | None = None, timesteps: int = 1):
+    """:func:`~multispike.convert.to_snn` whose SNN uses ``qann``'s parameter tensors.
+
+    Every parameter and buffer of the converted copy is re-bound to the QANN's tensor at
+    the same qualified name (λ included: quantizer and neuron both call it ``threshold``),
+    so an optimizer or a DDP wrapper built on the QANN trains the SNN unchanged.
+    """
+    snn = to_snn(qann, max_spikes=max_spikes, timesteps=timesteps)
+    for path, module in snn.net.named_modules():
+        source = get_module(qann, path) if path else qann
+        for name in list(module._parameters):
+            module._parameters[name] = source._parameters[name]
+        for name in list(module._buffers):
+            module._buffers[name] = source._buffers[name]
+    return snn
+
+
+def apply_stage(student: nn.Module, stage: Stage) -> nn.Module:
+    """Bring ``student`` (a QANN or SNN) to ``stage``; returns the (possibly new) student.
+
+    A QANN becomes an SNN through :func:`spiking_view` (parameters shared); levels, spikes
+    and steps are changed in place. An SNN cannot go back to a QANN.
+    """
+    if stage.student == "snn":
+        if not isinstance(student, SpikingNetwork):
+            if stage.levels is not None:
+                _set_levels(student, stage.levels)
+            student = spiking_view(student, stage.max_spikes, stage.timesteps)
+        if stage.max_spikes is not None:
+            for neuron in neurons(student).values():
+                neuron.max_spikes = int(stage.max_spikes)
+            student.net.meta["multispike"]["max_spikes"] = int(stage.max_spikes)
+        if stage.timesteps < 1:
+            raise ValueError(f"stage timesteps must be >= 1, got {stage.timesteps}")
+        student.timesteps = int(stage.timesteps)
+        return student
+    if stage.student != "qann":
+        raise ValueError(f"stage student must be 'qann' or 'snn', got {stage.student!r}")
+    if isinstance(student, SpikingNetwork):
+        raise ValueError(
+            "a schedule cannot go from an SNN stage back to a QANN stage: put the 'qann' "
+            "stages first"
+        )
+    if stage.levels is not None:
+        _set_levels(student, stage.levels)
+    return student
+
+
+def _set_levels(qann: nn.Module, levels: int) -> None:
+    if levels < 1:
+        raise ValueError(f"stage levels must be >= 1, got {levels}")
+    for quant in quantizers(qann).values():
+        quant.levels = int(levels)
+    if isinstance(qann, fx.GraphModule) and "multispike" in qann.meta:
+        qann.meta["multispike"]["levels"] = int(levels)
+
+
+def load_student_weights(student: nn.Module, path: str | Path) -> None:
+    """Load a student's weights from a Lightning checkpoint or a state-dict file.
+
+    Keys under ``student.`` are taken from Lightning checkpoints; QANN and SNN layouts are
+    interchangeable (an SNN keeps its graph under ``net.``), so a QAT checkpoint can seed an
+    SNN stage and an SNN checkpoint a later SNN stage with other ``T`` or ``N``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"student checkpoint {str(path)!r} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    if any(k.startswith("student.") for k in state):
+        state = {k[len("student.") :]: v for k, v in state.items() if k.startswith("student.")}
+    state = {k.removeprefix("net."): v for k, v in state.items()}
+    if isinstance(student, SpikingNetwork):
+        state = {f"net.{k}": v for k, v in state.items()}
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not hold this student's weights: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]} (same model, levels and per_channel setting?)"
+        )
