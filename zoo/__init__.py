@@ -4,7 +4,7 @@ Importing ``multispike.zoo`` registers every model, so ``timm.create_model("ms_r
 works afterwards; ``timm.list_models("ms_*")`` lists them.
 """
 
-from . import cifar_resnet, vgg
+from . import cifar_resnet, nir_cnn, vgg
 from .checkpoints import (
     CheckpointError,
     adapt_state_dict,
@@ -25,6 +25,7 @@ __all__ = [
     "check_state_dict",
     "cifar_resnet",
     "load_checkpoint",
+    "nir_cnn",
     "pretrained_path",
     "shared_data_dir",
     "vgg",

@@ -1,0 +1,451 @@
+"""Export a converted model to NIR (spiking graph) or ONNX (the T = 1 quantized network).
+
+**NIR** (Neuromorphic Intermediate Representation, ``nir``). The SNN's fx graph becomes a
+NIR graph, node for node: ``Conv2d`` → ``nir.Conv2d``, ``Linear`` → ``nir.Affine``, average
+pooling → ``nir.AvgPool2d``, flatten → ``nir.Flatten``, a multi-level IF neuron →
+``nir.IF``, a residual sum → two edges into one node (NIR sums a node's inputs). BatchNorm is
+already folded into the conv/linear weights by the conversion. A neuron with threshold λ
+and ``N`` spikes per step becomes ``nir.IF(r=1, v_threshold=q, v_reset=0)`` with the quantum
+``q = λ/N``; it emits unit events, and the value ``q`` each event carries in multispike is
+folded into the weights of the next conv/linear layer (``W' = W·q`` along its input
+channels), together with constant factors such as the ×4 of a sum pooling written as
+``4 × avg_pool``. Where no weight follows (the network's output, a residual sum of
+differently scaled streams) a ``nir.Scale`` carries it; ``output="spikes"`` leaves the
+output unscaled for readers without ``nir.Scale`` (the scale is then in the Output node's
+``metadata["scale"]``; argmax is unchanged for a per-layer threshold).
+
+What a reader of the file reproduces, and what it does not:
+
+- weights, biases, strides, padding, pooling and topology: exactly (float32);
+- ``N = 1`` (binary) neurons: the IF dynamics ``v += x``, spike when ``v`` reaches
+  ``v_threshold``, **reset by subtraction**. NIR 1.0's ``IF`` specifies reset *to*
+  ``v_reset``; the reference readers use subtraction instead (snnTorch reads ``nir.IF`` as a
+  ``Leaky`` neuron with subtractive reset), so every IF node carries
+  ``metadata = {"reset": "subtract", "max_spikes": N, "v_init": q/2}``;
+- the initial membrane ``v(0) = q/2`` (DESIGN.md §3) is **not** expressible in NIR (it would
+  be an input on the first step only): a reader that starts from ``v(0) = 0`` fires later
+  and may emit one spike less per neuron over the whole run; set the membrane to
+  ``metadata["v_init"]`` before the first step to reproduce multispike exactly;
+- ``N > 1`` (multi-level) neurons: the node is an IF with threshold ``q`` that multispike
+  lets fire up to ``N`` events in one step (``metadata["max_spikes"]``); a reader that
+  emits at most one event per step reproduces it only where no step needs more — use a
+  multi-spike reader (e.g. sinabs ``IAF`` with ``MaxSpike(N)``) for an exact run;
+- spike ties: multispike fires at ``v ≥ q``, NIR says ``v > v_threshold`` (differs only
+  when the membrane lands exactly on the threshold);
+- shapes are NIR's: unbatched (``nir.Flatten`` with ``start_dim=0`` on the ``(C, H, W)``
+  input type, as NIR's type check requires). Readers built on nirtorch (snnTorch) map it
+  to ``nn.Flatten(0, -1)``, so feed them one unbatched sample ``(C, H, W)`` per step.
+
+**ONNX**: the network at ``T = 1`` is a feed-forward quantized network (floor, clamp,
+mul); :func:`export_onnx` writes it with ``torch.onnx.export`` for ``(B, *input_shape)``
+inputs and ``(B, classes)`` outputs. onnxruntime matches PyTorch to float rounding
+(≈1e-6 relative); a pre-activation within rounding of a level boundary can land one
+level apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
+from multispike.convert.graph import get_module
+
+__all__ = ["ExportError", "export_nir", "export_onnx"]
+
+_ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+_ALIAS_METHODS = {"contiguous", "clone", "float"}
+_FLATTEN_METHODS = {"flatten", "view", "reshape"}
+
+
+class ExportError(ValueError):
+    """The model holds an operation the target format cannot express; names the node."""
+
+
+# --------------------------------------------------------------------------- NIR
+
+
+class _Value:
+    """A tensor of the SNN graph in NIR: the sum of ``sources``' outputs times ``scale``."""
+
+    def __init__(self, sources: list[str], shape: tuple[int, ...], scale: Tensor | None = None):
+        self.sources, self.shape, self.scale = sources, shape, scale
+
+
+class _NirBuilder:
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.nodes: dict[str, nir.NIRNode] = {}
+        self.edges: list[tuple[str, str]] = []
+
+    def add(self, name: str, node: nir.NIRNode, value: _Value, shape) -> _Value:
+        """Add ``node`` fed by ``value`` (its scale must be folded already)."""
+        name = name.replace(".", "_")
+        self.nodes[name] = node
+        self.edges += [(src, name) for src in value.sources]
+        return _Value([name], tuple(shape))
+
+    def materialize(self, value: _Value, where: str) -> _Value:
+        """Put a pending scale into a ``nir.Scale`` node."""
+        if value.scale is None:
+            return value
+        scale = _expand_scale(value.scale, value.shape)
+        return self.add(
+            f"{where}_scale",
+            nir.Scale(scale=scale),
+            _Value(value.sources, value.shape),
+            value.shape,
+        )
+
+
+def _expand_scale(scale: Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """A scalar or per-channel (dim 0 of the unbatched shape) scale at full ``shape``."""
+    s = scale.detach().double()
+    if s.dim() == 1 and len(shape) > 1:
+        s = s.view(-1, *([1] * (len(shape) - 1)))
+    return s.expand(shape).float().numpy().copy()
+
+
+def _fold_input_scale(weight: Tensor, scale: Tensor | None, groups: int = 1) -> Tensor:
+    """``W'[o, i] = W[o, i]·s[i]`` for a scalar or per-input-channel scale ``s``."""
+    if scale is None:
+        return weight
+    s = scale.detach().to(weight)
+    if s.dim() == 0:
+        return weight * s
+    out_ch, in_per_group = weight.shape[:2]
+    s = s.view(groups, 1, in_per_group).expand(groups, out_ch // groups, in_per_group)
+    s = s.reshape(out_ch, in_per_group)
+    return weight * s.view(out_ch, in_per_group, *([1] * (weight.dim() - 2)))
+
+
+def _pair(v) -> np.ndarray:
+    return np.array(v if isinstance(v, (tuple, list)) else (v, v))
+
+
+def _shape(node: fx.Node) -> tuple[int, ...]:
+    return tuple(node.meta["tensor_meta"].shape[1:])
+
+
+def _const(arg) -> float | None:
+    return float(arg) if isinstance(arg, (int, float)) and not isinstance(arg, bool) else None
+
+
+def export_nir(
+    model: SpikingNetwork,
+    path: str | Path | None = None,
+    *,
+    output: Literal["values", "spikes"] = "values",
+) -> nir.NIRGraph:
+    """The spiking network as a NIR graph (written to ``path`` when given).
+
+    Args:
+        model: a :class:`SpikingNetwork` (not modified).
+        path: write the graph there with ``nir.write`` (HDF5).
+        output: ``"values"`` ends the graph with the exact output values (a ``nir.Scale``
+            after a final neuron); ``"spikes"`` ends it with the final neurons' events.
+
+    Raises:
+        ExportError: an operation NIR cannot express (max pooling, an unfolded BatchNorm,
+            a product of signals, ...), naming the graph node.
+    """
+    if not isinstance(model, SpikingNetwork):
+        raise TypeError(f"export_nir expects a SpikingNetwork, got {type(model).__name__}")
+    if output not in ("values", "spikes"):
+        raise ValueError(f"output must be 'values' or 'spikes', got {output!r}")
+    gm = copy.deepcopy(model.net).cpu().eval()
+    for neuron in gm.modules():
+        if isinstance(neuron, MultiLevelIFNeuron):
+            neuron.timesteps = 1
+    with torch.no_grad():
+        ShapeProp(gm).propagate(torch.zeros(1, *model.input_shape))
+    builder = _NirBuilder(gm)
+    values: dict[fx.Node, _Value] = {}
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            shape = tuple(model.input_shape)
+            builder.nodes["input"] = nir.Input(input_type=np.array(shape))
+            values[node] = _Value(["input"], shape)
+        elif node.op == "output":
+            _output(builder, node, values, output)
+        else:
+            values[node] = _convert_node(builder, node, values)
+    graph = nir.NIRGraph(nodes=builder.nodes, edges=builder.edges, type_check=False)
+    graph.metadata = {"producer": "multispike", "timesteps": model.timesteps}
+    if path is not None:
+        nir.write(str(path), graph)
+    return graph
+
+
+def _output(builder: _NirBuilder, node: fx.Node, values: dict, output: str) -> None:
+    (result,) = node.args
+    if not isinstance(result, fx.Node):
+        raise ExportError(f"the model returns {type(result).__name__}: NIR export needs one tensor")
+    value = values[result]
+    metadata = {}
+    if output == "values":
+        value = builder.materialize(value, "output")
+    elif value.scale is not None:
+        metadata["scale"] = _expand_scale(value.scale, value.shape)
+    builder.add(
+        "output",
+        nir.Output(output_type=np.array(value.shape), metadata=metadata),
+        value,
+        value.shape,
+    )
+
+
+def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
+    gm = builder.gm
+    shape = _shape(node)
+    inputs = [values[a] for a in node.all_input_nodes if a in values]
+    where = f"{node.op} {node.target} ({node.name})"
+    if node.op == "call_module":
+        mod = get_module(gm, node.target)
+        if isinstance(mod, _ALIAS_MODULES):
+            return inputs[0]
+        if isinstance(mod, MultiLevelIFNeuron):
+            return _neuron(builder, node.target, mod, inputs[0], shape)
+        if isinstance(mod, nn.Conv2d):
+            return _conv(builder, node.target, mod, inputs[0], shape)
+        if isinstance(mod, nn.Linear):
+            return _linear(builder, node.target, mod, inputs[0], shape)
+        if isinstance(mod, nn.AvgPool2d):
+            if mod.ceil_mode or (mod.divisor_override is not None):
+                raise ExportError(f"{where}: ceil_mode/divisor_override have no NIR form")
+            return _avgpool(
+                builder, node.target, inputs[0], mod.kernel_size, mod.stride, mod.padding, shape
+            )
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            return _adaptive_avgpool(builder, node.target, inputs[0], where, shape)
+        if isinstance(mod, nn.Flatten):
+            return _flatten(builder, node.target, inputs[0], where, shape)
+        raise ExportError(f"{where}: {type(mod).__name__} has no NIR counterpart")
+    if node.op == "call_function":
+        fn = node.target
+        if fn in (operator.add, torch.add) and len(inputs) == 2:
+            a, b = (builder.materialize(v, f"{node.name}_{i}") for i, v in enumerate(inputs))
+            return _Value(a.sources + b.sources, shape)
+        if fn in (operator.mul, torch.mul, operator.truediv, torch.div) and len(inputs) == 1:
+            factor = _const(next((a for a in node.args if not isinstance(a, fx.Node)), None))
+            if factor is None:
+                raise ExportError(f"{where}: only products with a constant number are exported")
+            if fn in (operator.truediv, torch.div):
+                factor = 1.0 / factor
+            value = inputs[0]
+            scale = torch.tensor(factor) if value.scale is None else value.scale * factor
+            return _Value(value.sources, value.shape, scale)
+        if fn is F.avg_pool2d:
+            names = ["input", "kernel_size", "stride", "padding", "ceil_mode"]
+            args = dict(zip(names, node.args, strict=False))
+            args.update(node.kwargs)
+            if args.get("ceil_mode") or args.get("divisor_override") is not None:
+                raise ExportError(f"{where}: ceil_mode/divisor_override have no NIR form")
+            kernel = args["kernel_size"]
+            stride = args.get("stride") or kernel
+            return _avgpool(
+                builder, node.name, inputs[0], kernel, stride, args.get("padding", 0), shape
+            )
+        if fn is F.adaptive_avg_pool2d:
+            return _adaptive_avgpool(builder, node.name, inputs[0], where, shape)
+        if fn is torch.flatten:
+            return _flatten(builder, node.name, inputs[0], where, shape)
+    if node.op == "call_method":
+        if node.target in _ALIAS_METHODS:
+            return inputs[0]
+        if node.target in _FLATTEN_METHODS:
+            return _flatten(builder, node.name, inputs[0], where, shape)
+    raise ExportError(
+        f"{where} has no NIR counterpart (supported: conv, linear, average pooling, "
+        "flatten, sums, constant factors, neurons)"
+    )
+
+
+def _neuron(b: _NirBuilder, name: str, mod: MultiLevelIFNeuron, value: _Value, shape) -> _Value:
+    value = b.materialize(value, name)
+    quantum = mod.quantum.detach().cpu()
+    q = _expand_scale(quantum, shape)
+    node = nir.IF(
+        r=np.ones(shape, dtype=np.float32),
+        v_threshold=q,
+        v_reset=np.zeros(shape, dtype=np.float32),
+        metadata={"reset": "subtract", "max_spikes": mod.max_spikes, "v_init": q / 2},
+    )
+    out = b.add(name, node, value, shape)
+    return _Value(out.sources, out.shape, quantum)
+
+
+def _conv(b: _NirBuilder, name: str, mod: nn.Conv2d, value: _Value, shape) -> _Value:
+    if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+        raise ExportError(f"{name}: padding {mod.padding!r}/{mod.padding_mode} has no NIR form")
+    weight = _fold_input_scale(mod.weight.detach().cpu(), value.scale, mod.groups)
+    bias = mod.bias.detach().cpu() if mod.bias is not None else torch.zeros(mod.out_channels)
+    node = nir.Conv2d(
+        input_shape=tuple(value.shape[1:]),
+        weight=weight.numpy(),
+        stride=_pair(mod.stride),
+        padding=_pair(mod.padding),
+        dilation=_pair(mod.dilation),
+        groups=mod.groups,
+        bias=bias.numpy(),
+    )
+    return b.add(name, node, value, shape)
+
+
+def _linear(b: _NirBuilder, name: str, mod: nn.Linear, value: _Value, shape) -> _Value:
+    if len(value.shape) != 1:
+        raise ExportError(f"{name}: nir.Affine takes flat (features,) inputs, got {value.shape}")
+    weight = _fold_input_scale(mod.weight.detach().cpu(), value.scale)
+    bias = mod.bias.detach().cpu() if mod.bias is not None else torch.zeros(mod.out_features)
+    return b.add(name, nir.Affine(weight=weight.numpy(), bias=bias.numpy()), value, shape)
+
+
+def _avgpool(b: _NirBuilder, name: str, value: _Value, kernel, stride, padding, shape) -> _Value:
+    node = nir.AvgPool2d(kernel_size=_pair(kernel), stride=_pair(stride), padding=_pair(padding))
+    out = b.add(name, node, value, shape)
+    return _Value(out.sources, out.shape, value.scale)  # per-channel scales commute
+
+
+def _adaptive_avgpool(b: _NirBuilder, name: str, value: _Value, where: str, shape) -> _Value:
+    (h, w), (oh, ow) = value.shape[1:], shape[1:]
+    if h % oh or w % ow:
+        raise ExportError(f"{where}: adaptive pooling {h}x{w} → {oh}x{ow} is not a fixed kernel")
+    kernel = (h // oh, w // ow)
+    return _avgpool(b, name, value, kernel, kernel, 0, shape)
+
+
+def _flatten(b: _NirBuilder, name: str, value: _Value, where: str, shape) -> _Value:
+    if len(shape) != 1 or math.prod(value.shape) != shape[0]:
+        raise ExportError(f"{where}: only flattening (B, ...) to (B, features) is exported")
+    if len(value.shape) == 1:
+        return value
+    node = nir.Flatten(input_type={"input": np.array(value.shape)}, start_dim=0, end_dim=-1)
+    out = b.add(name, node, value, shape)
+    scale = value.scale
+    if scale is not None and scale.dim() == 1:  # per channel → per feature
+        scale = scale.repeat_interleave(math.prod(value.shape[1:]))
+    return _Value(out.sources, out.shape, scale)
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+class _FirstStep(nn.Module):
+    """The network at ``T = 1`` as a plain ``(B, ...) → (B, classes)`` module."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.model, SpikingNetwork):
+            return self.model(x, timesteps=1)[0]
+        return self.model(x)
+
+
+def export_onnx(
+    model: SpikingNetwork | fx.GraphModule,
+    path: str | Path,
+    *,
+    opset: int = 17,
+) -> Path:
+    """Write the ``T = 1`` network (SNN at one step, or a QANN) to an ONNX file.
+
+    Args:
+        model: a SpikingNetwork (exported at ``T = 1``) or a QANN; not modified.
+        path: the ``.onnx`` file to write.
+        opset: ONNX opset version.
+
+    Returns:
+        ``path``; the graph takes ``input`` ``(B, *input_shape)`` and returns ``output``
+        ``(B, classes)`` with a dynamic batch size.
+    """
+    net = model.net if isinstance(model, SpikingNetwork) else model
+    meta = getattr(net, "meta", {}).get("multispike")
+    if meta is None:
+        raise TypeError(
+            f"export_onnx expects a SpikingNetwork or a QANN, got {type(model).__name__}"
+        )
+    wrapper = _FirstStep(copy.deepcopy(model).cpu().eval())
+    example = torch.zeros(1, *meta["input_shape"])
+    path = Path(path)
+    with torch.no_grad(), warnings.catch_warnings():
+        # T = 1 is fixed at export: the neurons' Python checks on it are constants, as meant
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # the torch.export-based exporter needs onnxscript, not a dependency: keep TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
+    """Read a NIR graph into snnTorch, IF nodes as snnTorch IF neurons with subtractive reset.
+
+    Every node but ``nir.IF`` goes through snnTorch's own ``import_from_nir`` mapping.
+    snnTorch 1.0's mapping of ``nir.IF`` is a leaky neuron (``beta=0.9``) that returns a
+    ``(spikes, membrane)`` tuple the graph cannot pass on; here it is ``snntorch.Leaky`` with
+    ``beta=1`` (no leak, the NIR IF), ``threshold=v_threshold`` and subtractive reset. The
+    membranes start at the nodes' ``metadata["v_init"]`` (multispike's ``q/2``) after
+    :func:`reset_snntorch`.
+
+    The returned module is nirtorch's graph executor: call it once per step with one
+    unbatched sample ``(C, H, W)``; it returns ``(output, state)``.
+    """
+    try:
+        import nirtorch
+        import snntorch
+        from snntorch.import_nir import _nir_to_snntorch_module
+    except ImportError as err:  # snnTorch is a test-only (dev) dependency
+        raise ImportError("to_snntorch needs snntorch: pip install 'multispike[dev]'") from err
+    if not isinstance(graph, nir.NIRGraph):
+        graph = nir.read(str(graph))
+
+    def if_neuron(node: nir.IF) -> nn.Module:
+        neuron = snntorch.Leaky(
+            beta=1.0,
+            threshold=torch.as_tensor(node.v_threshold, dtype=torch.float32),
+            reset_mechanism="subtract",
+            init_hidden=True,
+            reset_delay=True,  # v(t) = v(t-1) - θ·s(t-1) + x(t): multispike's order
+        )
+        neuron.v_init = torch.as_tensor(node.metadata.get("v_init", 0.0), dtype=torch.float32)
+        return neuron
+
+    node_map = {
+        kind: lambda n: _nir_to_snntorch_module(n, init_hidden=True)
+        for kind in (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d)
+    }
+    node_map[nir.IF] = if_neuron
+    module = nirtorch.nir_to_torch(graph, node_map)
+    reset_snntorch(module)
+    return module
+
+
+def reset_snntorch(module: nn.Module) -> None:
+    """Put every IF membrane of a :func:`to_snntorch` module back to its initial value."""
+    for neuron in module.modules():
+        if hasattr(neuron, "v_init"):
+            neuron.mem = neuron.v_init.clone()

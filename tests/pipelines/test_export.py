@@ -1,0 +1,122 @@
+"""NIR export reads back in snnTorch with multispike's outputs; ONNX matches; CLI export works."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import timm
+import torch
+
+import multispike.zoo.nir_cnn  # noqa: F401  (registers ms_nir_nmnist_cnn)
+from multispike.convert import calibrate, neurons, to_snn
+from multispike.pipelines import save
+from multispike.pipelines.cli import main as cli
+from multispike.pipelines.export import (
+    ExportError,
+    export_nir,
+    export_onnx,
+    reset_snntorch,
+    to_snntorch,
+)
+
+NAME = "ms_nir_nmnist_cnn"
+SHAPE = (2, 34, 34)
+
+
+@pytest.fixture(scope="module")
+def frames() -> torch.Tensor:
+    """Event-count-like frames: (T=4, B=3, 2, 34, 34)."""
+    return torch.poisson(torch.full((4, 3, *SHAPE), 0.4), torch.Generator().manual_seed(2))
+
+
+def _qann(frames, per_channel=False, levels=1):
+    model = timm.create_model(NAME).eval()
+    return calibrate(model, [frames.flatten(0, 1)], levels=levels, per_channel=per_channel,
+                     progress=False)  # fmt: skip
+
+
+def _run_snntorch(reader, frames: torch.Tensor) -> torch.Tensor:
+    """(T, B, classes) spikes of the reader, one unbatched sample at a time."""
+    outputs = []
+    for b in range(frames.shape[1]):
+        reset_snntorch(reader)
+        outputs.append(torch.stack([reader(frames[t, b])[0] for t in range(frames.shape[0])]))
+    return torch.stack(outputs, dim=1)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_binary_nir_graph_runs_in_snntorch_like_multispike(tmp_path, frames, per_channel):
+    snn = to_snn(_qann(frames, per_channel), max_spikes=1, timesteps=4)
+    path = tmp_path / "cnn.nir"
+    export_nir(snn, path, output="spikes")
+    graph = nir.read(str(path))
+    with torch.no_grad():
+        expected = snn(frames)
+        spikes = _run_snntorch(to_snntorch(graph), frames)
+    assert spikes.sum() > 0
+    scale = torch.as_tensor(graph.nodes["output"].metadata["scale"])
+    assert torch.equal(spikes * scale, expected)
+
+
+def test_nir_graph_structure_folds_quanta_and_sum_pooling(frames):
+    snn = to_snn(_qann(frames), max_spikes=1, timesteps=4)
+    graph = export_nir(snn)
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    assert list(kinds.values()).count("IF") == 5 and "Scale" in kinds.values()
+    assert kinds["avg_pool2d"] == "AvgPool2d" and kinds["flatten"] == "Flatten"
+    act2, conv3 = neurons(snn.net)["act2"], snn.net.conv3
+    # conv3 receives act2's unit events through a 2x2 *sum* pool: W' = W·λ·4
+    assert np.allclose(graph.nodes["conv3"].weight, (conv3.weight * act2.threshold * 4).detach())
+    node = graph.nodes["act1"]
+    assert node.metadata["reset"] == "subtract" and node.metadata["max_spikes"] == 1
+    assert np.allclose(node.metadata["v_init"], node.v_threshold / 2)
+
+
+def test_multilevel_neurons_export_quantum_and_spike_count(frames):
+    snn = to_snn(_qann(frames, levels=4), max_spikes=4)
+    graph = export_nir(snn)
+    lam = neurons(snn.net)["act1"].threshold.item()
+    node = graph.nodes["act1"]
+    assert node.metadata["max_spikes"] == 4
+    assert np.allclose(node.v_threshold, lam / 4)
+
+
+def test_nir_export_names_unsupported_node():
+    qann = calibrate(timm.create_model("test_resnet"), [torch.randn(2, 3, 32, 32)], levels=2,
+                     progress=False)  # fmt: skip
+    with pytest.raises(ExportError, match="maxpool"):
+        export_nir(to_snn(qann))
+
+
+@pytest.mark.parametrize("kind", ["snn", "qann"])
+def test_onnx_matches_pytorch(tmp_path, frames, kind):
+    ort = pytest.importorskip("onnxruntime")
+    qann = _qann(frames, per_channel=True, levels=4)
+    model = to_snn(qann, max_spikes=2, timesteps=3) if kind == "snn" else qann
+    path = export_onnx(model, tmp_path / "m.onnx")
+    x = frames[0]
+    (got,) = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        expected = model(x, timesteps=1)[0] if kind == "snn" else model(x)
+    assert got.shape == tuple(expected.shape)
+    # float rounding of conv/linear between runtimes only (no level flips on this data)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_exports_saved_directory(tmp_path, frames, capsys):
+    snn = to_snn(_qann(frames), max_spikes=1, timesteps=3)
+    directory = save(snn, tmp_path / "model", model_name=NAME)
+    assert cli(["export", str(directory), "--format", "nir", "--out", str(tmp_path / "m.nir")]) == 0
+    assert sum(isinstance(n, nir.IF) for n in nir.read(str(tmp_path / "m.nir")).nodes.values()) == 5
+    assert (
+        cli(["export", str(directory), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    )
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_export_reports_missing_directory(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert cli(["export", str(missing), "--format", "nir", "--out", str(tmp_path / "x")]) == 1
+    assert "config.json" in capsys.readouterr().err
