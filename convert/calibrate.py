@@ -12,6 +12,7 @@ per-channel thresholds), so memory stays flat however much data is given.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -256,7 +257,14 @@ def calibrate(
         num_batches: limit on calibration batches.
         progress: show a progress bar.
     """
-    first = batch_inputs(next(iter(data)))
+    iterator = iter(data)
+    try:
+        first_batch = next(iterator)
+    except StopIteration:
+        raise ValueError("calibration data yielded no batch") from None
+    if iterator is data:  # a one-shot iterator (generator): put the first batch back
+        data = itertools.chain([first_batch], iterator)
+    first = batch_inputs(first_batch)
     device = _model_device(model)
     qann = build_qann(model, levels, per_channel=per_channel, input_shape=first.shape[1:]).to(
         device

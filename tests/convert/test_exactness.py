@@ -178,3 +178,13 @@ def test_report_is_printable_and_json():
     assert data["levels"] == 4 and data["max_spikes"] == 2 and data["timesteps"] == 4
     assert data["folded_batchnorm"] == [["conv1", "bn1"]]
     assert len(data["layers"]) == 5
+
+
+def test_calibration_accepts_a_one_shot_generator():
+    model = ReusedAndFunctional().eval()
+    batches = [torch.randn(4, 3, 16, 16) for _ in range(3)]
+    from_list = calibrate(model, batches, levels=4, progress=False)
+    from_generator = calibrate(model, (b for b in batches), levels=4, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(
+        from_list.state_dict().values(), from_generator.state_dict().values(), strict=True
+    ))  # fmt: skip
