@@ -6,7 +6,7 @@ for threshold calibration. Event DataModules yield ``x`` of shape ``(B, F, C, H,
 per recording; transpose to time-major ``(F, B, C, H, W)`` for an SNN).
 """
 
-from .base import ClassificationDataModule, TensorImageDataset
+from .base import ClassificationDataModule, ImageTransform, TensorImageDataset
 from .cifar import CIFAR10DataModule, CIFAR100DataModule
 from .cifar10dvs import CIFAR10DVSDataModule
 from .digits import DigitsDataModule
@@ -32,6 +32,7 @@ __all__ = [
     "EventFiles",
     "EventFrames",
     "ImageFolderDataModule",
+    "ImageTransform",
     "NMNISTDataModule",
     "RandomDataModule",
     "TensorImageDataset",

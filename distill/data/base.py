@@ -18,11 +18,42 @@ from torchvision.transforms import v2
 
 from .errors import DataSpecError
 
-__all__ = ["ClassificationDataModule", "TensorImageDataset"]
+__all__ = ["ClassificationDataModule", "ImageTransform", "TensorImageDataset"]
+
+
+class ImageTransform:
+    """Image (PIL or tensor) → float tensor ``(image / max - mean) / std`` after ``geometry``.
+
+    ``max`` is 255 for uint8 images and 1 for float ones. ``random`` says whether ``geometry``
+    draws random parameters; a transform with ``random=False`` acts on each image of a batch
+    ``(B, C, H, W)`` alone, so it may be applied to whole batches.
+    """
+
+    def __init__(
+        self,
+        geometry: Sequence[Callable] = (),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        random: bool = False,
+    ) -> None:
+        self.geometry = v2.Compose([v2.ToImage(), *geometry])
+        self.mean = list(mean) if mean is not None else None
+        self.std = list(std) if std is not None else None
+        self.random = random
+
+    def __call__(self, image) -> Tensor:
+        x = v2.functional.to_dtype(
+            self.geometry(image).as_subclass(Tensor), torch.float32, scale=True
+        )
+        return v2.functional.normalize(x, self.mean, self.std) if self.mean is not None else x
 
 
 class TensorImageDataset(Dataset):
-    """Images in one tensor ``(N, C, H, W)`` (uint8, or float in [0, 1]) with labels ``(N,)``."""
+    """Images in one tensor ``(N, C, H, W)`` (uint8, or float in [0, 1]) with labels ``(N,)``.
+
+    A transform declaring ``random=False`` (an :class:`ImageTransform` without augmentation) is
+    applied once per batch of indices (``__getitems__``), which is much faster than per image.
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, transform: Callable | None = None) -> None:
         if len(images) != len(labels):
@@ -37,6 +68,12 @@ class TensorImageDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, int]]:
+        if getattr(self.transform, "random", True):
+            return [self[i] for i in indices]
+        images = self.transform(self.images[indices]) if self.transform else self.images[indices]
+        return list(zip(images, self.labels[indices].tolist(), strict=True))
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -119,7 +156,7 @@ class ClassificationDataModule(L.LightningDataModule):
         """Per-channel std dividing every image (the dataset default unless overridden)."""
         return self._std if self._std is not None else self.default_std
 
-    def transform(self, augment: bool) -> v2.Compose:
+    def transform(self, augment: bool) -> ImageTransform:
         """Image → ``(image / max - mean) / std`` tensor, with training augmentation if asked."""
         if augment:
             geometry = (
@@ -127,11 +164,12 @@ class ClassificationDataModule(L.LightningDataModule):
             )
         else:
             geometry = self.eval_geometry()
-        steps: list[Callable] = [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True)]
-        if self.normalize:
-            steps.append(v2.Normalize(self.mean, self.std))
-        steps.append(v2.ToPureTensor())
-        return v2.Compose(steps)
+        return ImageTransform(
+            geometry,
+            mean=self.mean if self.normalize else None,
+            std=self.std if self.normalize else None,
+            random=augment,
+        )
 
     # -- splits -------------------------------------------------------------------------------
     def _holdout(self, n_train: int) -> tuple[list[int], list[int]]:

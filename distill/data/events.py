@@ -30,8 +30,9 @@ def events_to_frames(events: np.ndarray, sensor_size: Sequence[int], frames: int
     ``sensor_size`` is ``(W, H, P)`` as in tonic. The span ``[t_min, t_max]`` is cut into
     ``frames`` equal bins and event ``e`` falls in bin
     ``floor((t_e - t_min) * frames / (t_max - t_min + 1))``, so every event is counted once.
-    (tonic's ``ToFrame(n_time_bins=F)`` computes the same counts but uses end-exclusive bins that
-    drop the last event of each recording, and mis-shapes empty recordings.)
+    (tonic's ``ToFrame(n_time_bins=F)`` uses bins of ``(t_max - t_min) // F`` µs, which drop the
+    last event(s) of every recording — 1 on average on N-MNIST — needs time-sorted events, and
+    returns an ``(F, P, W, H)`` array for an empty recording.)
     """
     width, height, polarities = (int(s) for s in sensor_size)
     if frames < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from multispike.distill.data import (
     CIFAR10DataModule,
@@ -12,7 +13,9 @@ from multispike.distill.data import (
     DataNotFoundError,
     DataSpecError,
     DigitsDataModule,
+    ImageTransform,
     RandomDataModule,
+    TensorImageDataset,
 )
 
 
@@ -45,11 +48,18 @@ def test_digits_shapes_split_and_determinism():
     assert set(torch.cat([train[1], val[1], test[1]]).tolist()) == set(range(10))
     again = DigitsDataModule(batch_size=1000, augment=False, normalize=False)
     assert torch.equal(_all(again.test_dataloader())[0], test[0])  # fixed split
-    # no image appears in two splits
-    flat = [{tuple(img.flatten().tolist()) for img in split[0]} for split in (train, val, test)]
-    assert (
-        not (flat[2] & flat[0]) or len(flat[2] & flat[0]) < 5
-    )  # digits has a few duplicate images
+    # the three splits partition the 1,797 images: same multiset of (image, label) pairs
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    probe = torch.rand(64, dtype=torch.float64)
+
+    def keys(images, labels):
+        return torch.sort(images.double().flatten(1) @ probe + 100 * labels.double()).values
+
+    everything = [torch.cat(parts) for parts in zip(train, val, test, strict=True)]
+    reference = torch.as_tensor(digits.images, dtype=torch.float32) / 16.0
+    assert torch.equal(keys(*everything), keys(reference, torch.as_tensor(digits.target)))
 
 
 def test_digits_resize_channels_and_normalisation():
@@ -186,3 +196,33 @@ def test_real_cifar10_npz(need_data):
     mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
     assert torch.allclose(x, (first - mean) / std, atol=1e-5)
     assert abs(x.mean().item()) < 0.3  # roughly centred by the ImageNet statistics
+
+
+def test_calibration_loader_feeds_calibrate():
+    from torch import nn
+
+    from multispike.convert import calibrate, quantizers
+
+    dm = DigitsDataModule(batch_size=32)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    qann = calibrate(model, dm.calibration_dataloader(64), levels=4, progress=False)
+    assert all(q.threshold.item() > 0 for q in quantizers(qann).values())
+    x, _ = next(iter(dm.test_dataloader()))
+    assert qann(x).shape == (32, 10)
+
+
+def test_batched_transform_equals_per_image():
+    images = torch.randint(0, 256, (6, 3, 5, 5), dtype=torch.uint8)
+    transform = ImageTransform(mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7))
+    dataset = TensorImageDataset(images, torch.arange(6), transform)
+    batched = dataset.__getitems__([4, 1, 2])
+    single = [dataset[i] for i in (4, 1, 2)]
+    for (xb, yb), (xs, ys) in zip(batched, single, strict=True):
+        assert torch.equal(xb, xs) and yb == ys
+    expected = (
+        images[4].float() / 255 - torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1)
+    ) / torch.tensor([0.5, 0.6, 0.7]).view(3, 1, 1)
+    assert torch.allclose(single[0][0], expected, atol=1e-6)
+    flip = ImageTransform([v2.RandomHorizontalFlip(p=1.0)], random=True)
+    flipped = TensorImageDataset(images, torch.arange(6), flip).__getitems__([0, 3])
+    assert torch.allclose(flipped[1][0], images[3].flip(-1).float() / 255, atol=1e-6)
