@@ -1,0 +1,60 @@
+"""How fast the DataModules deliver batches on CPU (single process, no workers).
+
+    python benchmarks/data_loading.py [--train-images 10000] [--threads 2]
+
+Measures, on the shared data folder (``MULTISPIKE_DATA``): loading the CIFAR-10 ``.npz``
+(``setup``), one pass over the 10,000 test images (no augmentation) and over
+``--train-images`` training images with crop + flip augmentation; and N-MNIST sample
+recordings → 3 count frames (all 1,100 recordings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import torch
+
+from multispike.distill.data import CIFAR10DataModule, NMNISTDataModule
+
+
+def timed_pass(loader, limit: int | None = None) -> tuple[int, float]:
+    """Items seen and seconds spent iterating ``loader`` (stopping after ``limit`` items)."""
+    start, seen = time.perf_counter(), 0
+    for x, _ in loader:
+        seen += x.shape[0]
+        if limit is not None and seen >= limit:
+            break
+    return seen, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-images", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    cifar = CIFAR10DataModule(batch_size=args.batch)
+    start = time.perf_counter()
+    cifar.setup()
+    rows.append(("CIFAR-10 npz: setup (load 60,000 images)", 60_000, time.perf_counter() - start))
+    rows.append(("CIFAR-10 test pass, no augmentation", *timed_pass(cifar.test_dataloader())))
+    train = timed_pass(cifar.train_dataloader(), args.train_images)
+    rows.append(("CIFAR-10 train pass, crop + flip", *train))
+
+    nmnist = NMNISTDataModule(frames=3, batch_size=100, val_size=0)
+    loaders = itertools.chain(nmnist.train_dataloader(), nmnist.test_dataloader())
+    rows.append(("N-MNIST samples -> 3 frames (1,100 recordings)", *timed_pass(loaders)))
+
+    print("| step | items | seconds | items/s |")
+    print("|---|---|---|---|")
+    for name, items, seconds in rows:
+        print(f"| {name} | {items} | {seconds:.2f} | {items / seconds:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
