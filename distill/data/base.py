@@ -116,6 +116,7 @@ class ClassificationDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(ignore=["augmentation"])  # every subclass's arguments too
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if val_size < 0:

@@ -207,3 +207,25 @@ def test_cifar10dvs_split_and_reader(tmp_path, monkeypatch):
     assert x[0, 0, 1, 1, 1] == pytest.approx(2 / 16)  # 2 events in a 4x4 area-pooled cell
     with pytest.raises(DataNotFoundError, match="one folder per class"):
         CIFAR10DVSDataModule(tmp_path / "missing").setup()
+
+
+@pytest.mark.parametrize("cls", [CIFAR10DVSDataModule, DVSGestureDataModule])
+def test_dvs_download_only_when_allowed(cls, tmp_path, monkeypatch):
+    import tonic
+
+    calls = []
+
+    def fake(save_to, train=None):
+        calls.append((save_to, train))
+
+    monkeypatch.setattr(tonic.datasets, cls.__name__.removesuffix("DataModule"), fake)
+    cls(tmp_path).prepare_data()
+    assert calls == []
+    cls(tmp_path, download=True).prepare_data()
+    assert calls and all(save_to == str(tmp_path) for save_to, _ in calls)
+
+
+def test_event_options_are_hyperparameters(fake_nmnist):
+    dm = NMNISTDataModule(fake_nmnist[0], frames=4, clip=2.0, batch_size=3)
+    assert dict(dm.hparams) | {"frames": 4, "clip": 2.0, "batch_size": 3} == dict(dm.hparams)
+    assert dm.input_shape == (2, 34, 34) and dm.std == (2.0, 2.0) and dm.mean == (0.0, 0.0)
