@@ -69,3 +69,20 @@ def test_every_spec_names_a_datamodule():
 
     for name in SPECS:
         assert issubclass(_factory(name), LightningDataModule)
+
+
+def test_default_paths_come_from_the_shared_folder(tmp_path, monkeypatch):
+    from multispike.distill.data import DataNotFoundError
+
+    monkeypatch.setenv("MULTISPIKE_DATA", str(tmp_path / "absent"))
+    for spec in ("cifar10", "nmnist"):
+        with pytest.raises(DataNotFoundError, match="MULTISPIKE_DATA"):
+            from_spec(spec).setup()
+    (tmp_path / "cifar10").mkdir()
+    np.savez(tmp_path / "cifar10" / "cifar10-full.npz", train_x=np.zeros((2, 32, 32, 3), np.uint8),
+             train_y=[0, 1], test_x=np.zeros((1, 32, 32, 3), np.uint8), test_y=[3])  # fmt: skip
+    monkeypatch.setenv("MULTISPIKE_DATA", str(tmp_path))
+    for spec in ("cifar10", f"cifar10:{tmp_path}"):
+        dm = from_spec(spec)
+        dm.setup()
+        assert len(dm.test_dataset) == 1
