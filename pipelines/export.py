@@ -210,7 +210,10 @@ def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
     gm = builder.gm
     shape = _shape(node)
     inputs = [values[a] for a in node.all_input_nodes if a in values]
-    where = f"{node.op} {node.target} ({node.name})"
+    stack = node.meta.get("nn_module_stack") or {}
+    owner = next(reversed(stack), "") if stack else ""
+    where = f"{node.op} {getattr(node.target, '__name__', node.target)} ({node.name}"
+    where += f" in {owner})" if owner else ")"
     if node.op == "call_module":
         mod = get_module(gm, node.target)
         if isinstance(mod, _ALIAS_MODULES):
@@ -404,7 +407,8 @@ def export_onnx(
 def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
     """Read a NIR graph into snnTorch, IF nodes as snnTorch IF neurons with subtractive reset.
 
-    Every node but ``nir.IF`` goes through snnTorch's own ``import_from_nir`` mapping.
+    Every node but ``nir.IF`` and ``nir.Scale`` (which snnTorch does not map; here a
+    product) goes through snnTorch's own ``import_from_nir`` mapping.
     snnTorch 1.0's mapping of ``nir.IF`` is a leaky neuron (``beta=0.9``) that returns a
     ``(spikes, membrane)`` tuple the graph cannot pass on; here it is ``snntorch.Leaky`` with
     ``beta=1`` (no leak, the NIR IF), ``threshold=v_threshold`` and subtractive reset. The
@@ -439,9 +443,21 @@ def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
         for kind in (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d)
     }
     node_map[nir.IF] = if_neuron
+    node_map[nir.Scale] = lambda n: _Scale(n.scale)
     module = nirtorch.nir_to_torch(graph, node_map)
     reset_snntorch(module)
     return module
+
+
+class _Scale(nn.Module):
+    """``nir.Scale`` (snnTorch has no mapping for it): ``x ⊙ s``."""
+
+    def __init__(self, scale: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
 
 
 def reset_snntorch(module: nn.Module) -> None:

@@ -59,6 +59,40 @@ def test_binary_nir_graph_runs_in_snntorch_like_multispike(tmp_path, frames, per
     assert torch.equal(spikes * scale, expected)
 
 
+class _TinyResidual(torch.nn.Module):
+    """conv-relu-conv + identity shortcut, relu, per-channel scaled pooling, linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.act0 = torch.nn.ReLU()
+        self.conv1 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.act1 = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.act2 = torch.nn.ReLU()
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act0(self.stem(x))
+        x = self.act2(self.conv2(self.act1(self.conv1(x))) + x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_residual_sum_of_differently_scaled_streams_runs_in_snntorch(frames):
+    x = frames[:, :, :, :8, :8]  # (T=4, B=3, 2, 8, 8)
+    qann = calibrate(_TinyResidual().eval(), [x.flatten(0, 1)], levels=1, per_channel=True,
+                     progress=False)  # fmt: skip
+    snn = to_snn(qann, max_spikes=1, timesteps=4)
+    graph = export_nir(snn)  # ends with values: the head is linear, no Scale needed
+    incoming = [src for src, dst in graph.edges if dst == "act2"]
+    assert len(incoming) == 2 and any(type(graph.nodes[s]).__name__ == "Scale" for s in incoming)
+    with torch.no_grad():
+        expected = snn(x)
+        got = _run_snntorch(to_snntorch(graph), x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)  # folded weights round
+
+
 def test_nir_graph_structure_folds_quanta_and_sum_pooling(frames):
     snn = to_snn(_qann(frames), max_spikes=1, timesteps=4)
     graph = export_nir(snn)
@@ -120,3 +154,40 @@ def test_cli_export_reports_missing_directory(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     assert cli(["export", str(missing), "--format", "nir", "--out", str(tmp_path / "x")]) == 1
     assert "config.json" in capsys.readouterr().err
+
+
+def _nmnist(folder, listing: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, 2, 34, 34) event-count frames (3 equal time bins) and labels, via tonic."""
+    from tonic.io import read_mnist_file
+    from tonic.transforms import ToFrame
+
+    dtype = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+    to_frames = ToFrame(sensor_size=(34, 34, 2), n_time_bins=3)
+    rows = [line.split() for line in (folder / listing).read_text().splitlines()[1 : limit + 1]]
+    frames = [
+        torch.from_numpy(to_frames(read_mnist_file(str(folder / f"{i}.bs2"), dtype=dtype)))
+        for i, _ in rows
+    ]
+    return torch.stack(frames).float(), torch.tensor([int(label) for _, label in rows])
+
+
+@pytest.mark.slow
+def test_nir_paper_cnn_on_real_nmnist(need_data):
+    """Paper weights reproduce the reference accuracy; the binary SNN runs identically in NIR."""
+    need_data("weights/nir-nmnist-cnn/sinabs-cnn-ann.pth")
+    folder = need_data("nmnist")
+    test_x, test_y = _nmnist(folder, "test100.txt", 100)
+    train_x, _ = _nmnist(folder, "train1K.txt", 100)
+    ann = timm.create_model(NAME, pretrained=True).eval()
+    with torch.no_grad():
+        per_frame = ann(test_x.flatten(0, 1)).argmax(-1).view(-1, 3)
+    assert (per_frame == test_y[:, None]).float().mean() >= 0.97  # README: 97.7% per frame
+    qann = calibrate(ann, [train_x.flatten(0, 1)], levels=1, percentile=95.0, progress=False)
+    snn = to_snn(qann, max_spikes=1, timesteps=3)
+    graph = export_nir(snn, output="spikes")
+    sample = test_x[:8].transpose(0, 1)  # (T=3, B, 2, 34, 34)
+    with torch.no_grad():
+        expected = snn(sample)
+        spikes = _run_snntorch(to_snntorch(graph), sample)
+    assert expected.sum() > 0
+    assert torch.equal(spikes * torch.as_tensor(graph.nodes["output"].metadata["scale"]), expected)
