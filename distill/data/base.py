@@ -157,8 +157,17 @@ class ClassificationDataModule(L.LightningDataModule):
         """Per-channel std dividing every image (the dataset default unless overridden)."""
         return self._std if self._std is not None else self.default_std
 
+    def _check_statistics(self) -> None:
+        channels = self.input_shape[0]
+        if self.normalize and not len(self.mean) == len(self.std) == channels:
+            raise DataSpecError(
+                f"mean {self.mean} and std {self.std} need {channels} values each, one per "
+                f"channel of {type(self).__name__}'s {tuple(self.input_shape)} inputs"
+            )
+
     def transform(self, augment: bool) -> ImageTransform:
         """Image → ``(image / max - mean) / std`` tensor, with training augmentation if asked."""
+        self._check_statistics()
         if augment:
             geometry = (
                 self.augmentation if self.augmentation is not None else self.default_augmentation()

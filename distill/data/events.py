@@ -165,6 +165,7 @@ class EventDataModule(ClassificationDataModule):
 
     def transform(self, augment: bool) -> EventFrames:
         """Events → frames, with the training augmentation when ``augment``."""
+        self._check_statistics()
         if augment:
             steps = (
                 self.augmentation if self.augmentation is not None else self.default_augmentation()

@@ -86,3 +86,9 @@ def test_default_paths_come_from_the_shared_folder(tmp_path, monkeypatch):
         dm = from_spec(spec)
         dm.setup()
         assert len(dm.test_dataset) == 1
+
+
+def test_statistics_must_match_channels():
+    with pytest.raises(DataSpecError, match=r"need 1 values each.*DigitsDataModule's \(1, 8, 8\)"):
+        from_spec("digits", mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)).setup()
+    from_spec("digits", mean=(0.5, 0.5, 0.5), std=(0.2,), normalize=False).setup()  # unused
