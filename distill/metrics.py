@@ -16,7 +16,9 @@ Counting rules (names after NeuroBench):
   ``p`` — exact for stride, padding, dilation and groups (see :func:`fanout`);
 - MACs of a conv/linear layer whose input is analog (the first layer, fed by the image,
   or any layer after average pooling or another non-spiking op): ``Σ_p fanout(p)`` per
-  step, i.e. the dense multiply-accumulate count (products with zero padding excluded).
+  step, i.e. the dense multiply-accumulate count (products with zero padding excluded);
+  when that input is the same at every step (a static image presented ``T`` times) the
+  layer is computed once, so its MACs count once, not ``T`` times.
 
 A layer's input is a spike tensor when it comes from a neuron through ops that only move
 or drop values (flatten/reshape, zero padding, slicing, max-pooling, concatenation of
@@ -206,9 +208,9 @@ def _activity_update(counts: Tensor) -> dict[str, Tensor]:
     steps, batch = counts.shape[:2]
     neurons = counts[0].numel()
     return {
-        "events": (counts != 0).sum().float(),
-        "payload": counts.sum().float(),
-        "silent": (counts.abs().sum(0) == 0).sum().float(),
+        "events": torch.count_nonzero(counts).double(),
+        "payload": counts.sum(dtype=torch.float64),
+        "silent": (neurons - torch.count_nonzero(counts.sum(0))).double(),
         "neurons": torch.tensor(float(neurons)),
         "neuron_steps": torch.tensor(float(neurons * steps)),
         "samples": torch.tensor(float(batch)),
@@ -294,14 +296,17 @@ def _synops_update(inputs: Tensor, fan: Tensor, spiking: bool, timesteps: int) -
     """Operations of one layer on a time-flattened batch ``(T·B, *input_shape)``.
 
     Spiking input: ``synops = Σ [input ≠ 0] · fanout``; analog input: ``macs = Σ fanout``
-    per sample and step.
+    per sample and step, counted once when the input is the same at every step (a static
+    image: the layer's output is computed once and reused).
     """
     batch = inputs.shape[0] // timesteps
     if spiking:
-        ops = ((inputs.detach() != 0) * fan).sum().to(torch.float64)
+        ops = (torch.count_nonzero(inputs.detach(), dim=0) * fan).sum().to(torch.float64)
         return {"synops": ops, "macs": torch.zeros((), dtype=torch.float64),
                 "samples": torch.tensor(float(batch), dtype=torch.float64)}  # fmt: skip
-    dense = fan.sum().to(torch.float64) * inputs.shape[0]
+    steps = inputs.detach().reshape(timesteps, batch, -1)
+    static = timesteps > 1 and bool((steps == steps[:1]).all())
+    dense = fan.sum().to(torch.float64) * (batch if static else inputs.shape[0])
     return {"synops": torch.zeros((), dtype=torch.float64), "macs": dense,
             "samples": torch.tensor(float(batch), dtype=torch.float64)}  # fmt: skip
 

@@ -130,7 +130,7 @@ def test_monitor_matches_hand_counts(max_spikes, timesteps):
     # the stride-2 windows of 8 inputs hold 4·3 − 1 (padded) = 11 real ones: 11²·2·4 = 968
     dense = _conv_synops_by_hand(torch.ones(1, 2, 8, 8), snn.net.get_submodule("conv1"))
     assert dense == 968
-    assert result["synapses"]["conv1"]["macs"] == timesteps * dense
+    assert result["synapses"]["conv1"]["macs"] == dense  # static image: computed once
     assert result["synapses"]["conv1"]["synops"] == 0
 
     # activity from the neurons' outputs
@@ -158,6 +158,9 @@ def test_monitor_matches_hand_counts(max_spikes, timesteps):
     assert result["total"]["membrane_updates"] == timesteps * (64 + 96 + 8)
     # only this test's own hook is left on each neuron
     assert not monitor.handles and all(len(m._forward_hooks) == 1 for m in monitor.neurons.values())
+    with ActivityMonitor(snn) as frames:
+        snn(torch.randn(timesteps, batch, 2, 8, 8))  # a new frame at every step
+    assert frames.compute()["synapses"]["conv1"]["macs"] == timesteps * dense
 
 
 def test_multilevel_single_step_counts_are_the_qann_levels():

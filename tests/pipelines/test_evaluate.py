@@ -80,8 +80,8 @@ def test_binary_and_multilevel_differ_as_the_math_says(setup):
     multi, binary = metrics["snn"]["activity"], metrics["binary"]["activity"]
     # one membrane update per neuron per step: T_binary / T_multi = 4 times as many
     assert binary["total"]["membrane_updates"] == 4 * multi["total"]["membrane_updates"]
-    # the analog first layer runs at every step
-    assert binary["synapses"]["0"]["macs"] == 4 * multi["synapses"]["0"]["macs"]
+    # the analog first layer sees the same image at every step: computed once in both
+    assert binary["synapses"]["0"]["macs"] == multi["synapses"]["0"]["macs"] > 0
     # binary events carry one spike; multi-level payloads lie in 1..N = 1..4
     assert binary["total"]["mean_payload"] == 1.0
     assert 1.0 <= multi["total"]["mean_payload"] <= 4.0
