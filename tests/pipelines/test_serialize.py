@@ -15,7 +15,7 @@ from multispike.pipelines import load, save
 from multispike.pipelines.serialize import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
 
 NAME, KWARGS = "test_resnet", {"num_classes": 7}
-SHAPE = (3, 32, 32)
+SHAPE = (3, 16, 16)
 
 
 def _ann() -> nn.Module:
