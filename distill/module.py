@@ -13,8 +13,10 @@ parameters; every checkpoint records its stage, so any stage resumes with ``ckpt
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from typing import Any, Literal
 
 import lightning as L
@@ -41,11 +43,12 @@ class StepwiseDistillation(L.LightningModule):
     DataModule's training images, then brought to each stage of ``stages`` in turn.
 
     Args:
-        teacher: the frozen reference (the ANN, or a QANN); never modified.
+        teacher: the reference (the ANN, or a QANN); a frozen copy is kept.
         student: a QANN (:func:`~multispike.convert.calibrate`) or
-            :class:`~multispike.convert.SpikingNetwork`; ``None``: built from the teacher.
-        stages: the schedule (default: one stage that keeps the given student's kind, or an
-            SNN with ``T = 1`` and ``N = L``).
+            :class:`~multispike.convert.SpikingNetwork`, trained in place; ``None``: built
+            from the teacher.
+        stages: the schedule, :class:`Stage` s or their dicts (default: one stage that keeps
+            the given student's kind, or an SNN with ``T = 1`` and ``N = L``).
         levels: ``L`` of the student built from the teacher.
         per_channel: per-channel thresholds for that student.
         calibration: initial thresholds, ``"percentile"`` or ``"mse"``.
@@ -84,16 +87,18 @@ class StepwiseDistillation(L.LightningModule):
         momentum: float = 0.9,
     ) -> None:
         super().__init__()
+        # hparams hold plain dicts, so that checkpoints load with torch.load(weights_only=True)
+        stages = [asdict(s) if isinstance(s, Stage) else dict(s) for s in stages or []] or None
         self.save_hyperparameters(ignore=["teacher", "student"])
         if alpha < 0 or tau <= 0:
             raise ValueError(f"need alpha >= 0 and tau > 0, got alpha={alpha}, tau={tau}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.student = student
         if student is not None:
             freeze_batchnorm(student)
-        self.stages = list(stages) if stages else [_default_stage(student)]
+        self.stages = [Stage(**s) for s in stages] if stages else [_default_stage(student)]
         _check_schedule(self.stages)
         self.stage_index = -1
         self.val_steps = nn.ModuleDict()

@@ -1,0 +1,215 @@
+"""The distillation system: a step lowers the loss, λ learns, stages switch, resume, digits gain."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from multispike.convert import SpikingNetwork, calibrate, neurons, quantizers, to_snn
+from multispike.distill.callbacks import SpikeActivityLogger
+from multispike.distill.module import StepwiseDistillation
+from multispike.distill.students import Stage, apply_stage, load_student_weights, spiking_view
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    digits = load_digits()
+    x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return (x - 0.3) / 0.37, torch.as_tensor(digits.target)
+
+
+class Digits(L.LightningDataModule):
+    """sklearn digits as fixed-order tensors (first 1,400 train, rest validation)."""
+
+    def __init__(self, batch_size: int = 64, train: int = 1400) -> None:
+        super().__init__()
+        x, y = _digits()
+        self.train_set = TensorDataset(x[:train], y[:train])
+        self.val_set = TensorDataset(x[train:], y[train:])
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=256)
+
+
+def _net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 16, 32), nn.ReLU(), nn.Linear(32, 10),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on shared 2-core machines more threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def teacher(_one_thread) -> nn.Sequential:
+    """A small CNN trained on the digits train split (3 epochs of Adam, ~2 s; ~89% val)."""
+    torch.manual_seed(0)
+    model = _net()
+    x, y = _digits()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(3):
+        for i in range(0, 1400, 32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 32]), y[i : i + 32]).backward()
+            opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    return L.Trainer(**(defaults | kwargs))
+
+
+class Losses(Callback):
+    """Records the training loss of every step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def _val_top1(student: nn.Module) -> float:
+    x, y = _digits()
+    with torch.no_grad():
+        out = student(x[1400:])
+    out = out.mean(0) if isinstance(student, SpikingNetwork) else out
+    return (out.argmax(-1) == y[1400:]).float().mean().item()
+
+
+def test_one_training_step_lowers_the_loss(teacher):
+    x, y = _digits()
+    batch = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=256)  # the same batch twice
+    qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
+    system = StepwiseDistillation(teacher, student=to_snn(qann, timesteps=2), lr=0.005)
+    losses = Losses()
+    _trainer(max_steps=2, limit_val_batches=0, callbacks=[losses]).fit(system, batch)
+    assert losses.losses[1] < losses.losses[0]
+
+
+@pytest.mark.parametrize("kind", ["qann", "snn"])
+def test_gradients_reach_every_threshold(teacher, kind):
+    x, y = _digits()
+    qann = calibrate(teacher, [x[:256]], levels=4, per_channel=True, progress=False)
+    student = qann if kind == "qann" else to_snn(qann, max_spikes=2, timesteps=3)
+    system = StepwiseDistillation(teacher, student=student)
+    out = system(x[:128])
+    assert out.shape == ((1 if kind == "qann" else 3), 128, 10)
+    from multispike.distill.losses import stepwise_distillation_loss
+
+    stepwise_distillation_loss(out, teacher(x[:128]), y[:128]).total.backward()
+    layers = quantizers(student) if kind == "qann" else neurons(student)
+    assert len(layers) == 3
+    for name, layer in layers.items():
+        assert layer.threshold.grad is not None, name
+        assert layer.threshold.grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_spiking_view_shares_parameters_and_matches_to_snn(teacher):
+    x, _ = _digits()
+    qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
+    snn = spiking_view(qann, max_spikes=4, timesteps=2)
+    shared = {id(p) for p in qann.parameters()}
+    assert {id(p) for p in snn.parameters()} == shared
+    assert torch.equal(snn(x[:32]), to_snn(qann, timesteps=2)(x[:32]))
+    with torch.no_grad():
+        next(iter(quantizers(qann).values())).threshold.mul_(2)
+    assert not torch.equal(snn(x[:32]), to_snn(calibrate(teacher, [x[:256]], 4, progress=False),
+                                               timesteps=2)(x[:32]))  # fmt: skip
+
+
+def test_stage_rules(teacher):
+    x, _ = _digits()
+    qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
+    snn = apply_stage(qann, Stage("snn", timesteps=4, max_spikes=2))
+    assert isinstance(snn, SpikingNetwork) and snn.timesteps == 4
+    assert {n.max_spikes for n in neurons(snn).values()} == {2}
+    with pytest.raises(ValueError, match="back to a QANN"):
+        apply_stage(snn, Stage("qann"))
+    with pytest.raises(ValueError, match="only the last stage"):
+        StepwiseDistillation(teacher, stages=[Stage("qann"), Stage("snn")])
+    with pytest.raises(ValueError, match="QANN stages must come before"):
+        StepwiseDistillation(teacher, stages=[Stage("snn", epochs=1), Stage("qann")])
+
+
+def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher, tmp_path):
+    """QAT (epoch 0) → SNN T=2 (epoch 1) → SNN T=1; resume from the epoch-1 checkpoint."""
+    stages = [Stage("qann", epochs=1), Stage("snn", epochs=1, timesteps=2), Stage("snn")]
+
+    def system() -> StepwiseDistillation:
+        return StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=256)
+
+    class Save(Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            trainer.save_checkpoint(tmp_path / f"epoch{trainer.current_epoch}.ckpt")
+
+    first, losses = system(), Losses()
+    kwargs = dict(max_epochs=3, limit_train_batches=2, limit_val_batches=1)
+    _trainer(callbacks=[losses, Save()], **kwargs).fit(first, Digits())
+    assert isinstance(first.student, SpikingNetwork) and first.student.timesteps == 1
+    assert first.stage_index == 2
+
+    resumed, again = system(), Losses()
+    _trainer(callbacks=[again], **kwargs).fit(resumed, Digits(), ckpt_path=tmp_path / "epoch1.ckpt")
+    assert len(again.losses) == 2
+    assert again.losses[0] == pytest.approx(losses.losses[4], rel=1e-6)
+    for key, value in first.student.state_dict().items():
+        torch.testing.assert_close(resumed.student.state_dict()[key], value, msg=key)
+
+    # the weights of any stage seed a new run (QAT checkpoint → SNN student)
+    snn = to_snn(calibrate(teacher, [_digits()[0][:64]], levels=2, progress=False))
+    load_student_weights(snn, tmp_path / "epoch0.ckpt")
+    qat = torch.load(tmp_path / "epoch0.ckpt", weights_only=False)["state_dict"]
+    assert torch.equal(snn.net.get_submodule("0").weight, qat["student.0.weight"])
+
+
+def test_load_from_checkpoint_rebuilds_the_snn(teacher, tmp_path):
+    stages = [Stage("snn", timesteps=2, max_spikes=1)]
+    system = StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=128)
+    trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(system, Digits())
+    trainer.save_checkpoint(tmp_path / "snn.ckpt")
+    loaded = StepwiseDistillation.load_from_checkpoint(tmp_path / "snn.ckpt", teacher=teacher,
+                                                       weights_only=False)  # fmt: skip
+    assert isinstance(loaded.student, SpikingNetwork) and loaded.student.timesteps == 2
+    x = _digits()[0][:16]
+    assert torch.equal(loaded(x), system(x))
+
+
+@pytest.mark.slow
+def test_short_fit_on_digits_beats_calibration_only(teacher):
+    """L = N = 1 (binary, one step): calibration alone loses accuracy, distillation wins it back."""
+    torch.manual_seed(0)
+    x, _ = _digits()
+    calibrated = to_snn(calibrate(teacher, [x[:512]], levels=1, progress=False))
+    before = _val_top1(calibrated)
+    system = StepwiseDistillation(teacher, student=calibrated, lr=0.02, optimizer="adamw")
+    trainer = _trainer(max_epochs=4, callbacks=[SpikeActivityLogger()])
+    trainer.fit(system, Digits())
+    after = _val_top1(system.student)
+    assert after > before + 0.05, (before, after)
+    metrics = trainer.callback_metrics
+    assert metrics["val/top1"].item() == pytest.approx(after, abs=1e-6)
+    assert 0 < metrics["val/events_per_neuron_step"].item() < 1
