@@ -16,6 +16,7 @@ COMMANDS = {
     "export": "export a converted model directory to NIR or ONNX",
     "run": "run a whole recipe: calibrate -> convert -> distill -> evaluate -> export",
     "demo": "run the embedded digits recipe (no download)",
+    "avalanche": "residual-stream activity of the sparse/SEW/analog forms along depth (JSON + PNG)",
 }
 
 
