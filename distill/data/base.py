@@ -20,6 +20,13 @@ from .errors import DataSpecError
 
 __all__ = ["ClassificationDataModule", "ImageTransform", "TensorImageDataset"]
 
+_STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+}
+
 
 class ImageTransform:
     """Image (PIL or tensor) → float tensor ``(image / max - mean) / std`` after ``geometry``.
@@ -192,18 +199,28 @@ class ClassificationDataModule(L.LightningDataModule):
         return sorted(order[self.val_size :].tolist()), sorted(order[: self.val_size].tolist())
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the train/val/test datasets (idempotent)."""
-        if self.train_dataset is not None:
-            return
-        train = self._source("train", self.transform(self.augment))
-        test = self._source("test", self.transform(False))
-        if self.val_size:
-            train_idx, val_idx = self._holdout(len(train))
-            self.val_dataset = Subset(self._source("train", self.transform(False)), val_idx)
-            train = Subset(train, train_idx)
-        else:
-            self.val_dataset = test
-        self.train_dataset, self.test_dataset = train, test
+        """Build the splits a stage needs (``fit``: train + val; ``test``/``predict``: test;
+        ``validate``: val; ``None``: all); built splits are kept."""
+        for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            self._split(split)
+
+    def _split(self, split: str) -> Dataset:
+        """The ``train``/``val``/``test`` dataset, built on first use and kept."""
+        attribute = f"{split}_dataset"
+        if getattr(self, attribute) is None:
+            setattr(self, attribute, self._build(split))
+        return getattr(self, attribute)
+
+    def _build(self, split: str) -> Dataset:
+        if split == "test":
+            return self._source("test", self.transform(False))
+        if split == "val" and not self.val_size:
+            return self._split("test")
+        full = self._source("train", self.transform(self.augment and split == "train"))
+        if not self.val_size:
+            return full
+        train_indices, val_indices = self._holdout(len(full))
+        return Subset(full, val_indices if split == "val" else train_indices)
 
     # -- loaders ------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int | None = None) -> DataLoader:
@@ -217,16 +234,13 @@ class ClassificationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.train_dataset, shuffle=True)
+        return self._loader(self._split("train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.val_dataset, shuffle=False)
+        return self._loader(self._split("val"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.test_dataset, shuffle=False)
+        return self._loader(self._split("test"), shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -137,6 +137,17 @@ def test_cifar_val_holdout_and_calibration(fake_cifar):
         CIFAR10DataModule(path, val_size=12).setup()
 
 
+def test_setup_builds_only_the_stage_splits(fake_cifar):
+    dm = CIFAR10DataModule(fake_cifar[0], val_size=2)
+    dm.setup("test")
+    assert dm.train_dataset is None and dm.val_dataset is None and len(dm.test_dataset) == 6
+    assert set(dm._arrays) == {"test"}  # the training arrays were not even loaded
+    dm.setup("fit")
+    assert len(dm.train_dataset) == 10 and len(dm.val_dataset) == 2
+    loader = dm.val_dataloader()
+    assert loader.dataset is dm.val_dataset
+
+
 def test_cifar_missing_data_errors(tmp_path):
     with pytest.raises(DataNotFoundError, match="cifar-10-batches-py.*download=True"):
         CIFAR10DataModule(tmp_path / "nowhere").setup()
