@@ -181,3 +181,16 @@ def test_cli_writes_a_report(tmp_path):
     assert saved["snn"]["label"] == "N=2,T=1" and saved["binary"]["label"] == "N=1,T=2"
     assert saved["snn.agreement_with_qann"] == 1.0
     assert saved["command"].startswith("multispike evaluate --model ms_resnet20")
+
+
+def test_event_frames_one_per_step_and_event_noise(setup):
+    ann, qann, _ = setup
+    frames = torch.rand(8, 2, 3, 8, 8)  # (B, F, C, H, W): two event frames per sample
+    loader = DataLoader(TensorDataset(frames, torch.arange(8) % 4), batch_size=4)
+    metrics = evaluate(ann, qann, loader, timesteps=2, binary_timesteps=2, noise=(0.0, 0.3),
+                       progress=False)  # fmt: skip
+    assert list(metrics["snn.top1_at_t"]) == [1, 2]
+    # a new frame at every step: the analog first layer runs at both steps (ANN: once)
+    ann_macs = metrics["ann_energy"]["layers"]["0"]["ops"] / 4.6
+    assert metrics["snn"]["counts"]["0"]["macs"] == pytest.approx(2 * ann_macs)
+    assert set(metrics["robustness"]["snn"]) == {0.0, 0.3}
