@@ -2,7 +2,7 @@
 
     python benchmarks/calibrate_resnet20.py --levels 2 4 8 --calib-images 1024
 
-For each L (per-layer and per-channel thresholds, percentile and MSE initialisation): ANN,
+For each L and threshold variant (per layer / per channel, percentile / MSE init): ANN,
 QANN and SNN(T=1, N=L) top-1 on all 10,000 CIFAR-10 test images of ``$MULTISPIKE_DATA``
 (default ../shared/data), and whether the SNN's logits equal the QANN's on every image.
 """
@@ -39,6 +39,10 @@ def main() -> None:
     parser.add_argument("--calib-images", type=int, default=1024)
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variants", nargs="+", default=["layer:percentile", "channel:percentile", "channel:mse"],
+        help="thresholds:init pairs, thresholds in {layer, channel}, init in {percentile, mse}",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     arrays = np.load(shared_data_dir() / "cifar10" / "cifar10-full.npz")
@@ -51,20 +55,20 @@ def main() -> None:
     print("| L | thresholds | init | QANN top-1 | SNN(T=1) top-1 | SNN == QANN | seconds |")
     print("|---|---|---|---|---|---|---|")
     for levels in args.levels:
-        for per_channel in (False, True):
-            for method in ("percentile", "mse"):
-                start = time.perf_counter()
-                qann = calibrate(model, calib, levels=levels, per_channel=per_channel,
-                                 method=method, progress=False)  # fmt: skip
-                snn = to_snn(qann, timesteps=1)
-                q = logits(qann, x)
-                s = logits(lambda b, net=snn: net(b)[0], x)
-                seconds = time.perf_counter() - start
-                q_acc = (q.argmax(1) == y).float().mean().item()
-                s_acc = (s.argmax(1) == y).float().mean().item()
-                kind = "per channel" if per_channel else "per layer"
-                print(f"| {levels} | {kind} | {method} | {100 * q_acc:.2f} | {100 * s_acc:.2f} | "
-                      f"{torch.equal(q, s)} | {seconds:.0f} |", flush=True)  # fmt: skip
+        for variant in args.variants:
+            kind, _, method = variant.partition(":")
+            per_channel = kind == "channel"
+            start = time.perf_counter()
+            qann = calibrate(model, calib, levels=levels, per_channel=per_channel,
+                             method=method, progress=False)  # fmt: skip
+            snn = to_snn(qann, timesteps=1)
+            q = logits(qann, x)
+            s = logits(lambda b, net=snn: net(b)[0], x)
+            seconds = time.perf_counter() - start
+            q_acc = (q.argmax(1) == y).float().mean().item()
+            s_acc = (s.argmax(1) == y).float().mean().item()
+            print(f"| {levels} | {kind} | {method} | {100 * q_acc:.2f} | {100 * s_acc:.2f} | "
+                  f"{torch.equal(q, s)} | {seconds:.0f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
