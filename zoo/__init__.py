@@ -1,10 +1,11 @@
-"""Model zoo: CIFAR ResNets and VGGs in timm's registry (prefix ``ms_``), and checkpoint loading.
+"""Model zoo: CIFAR ResNets, VGGs, Sparse/SEW ResNets and the NIR N-MNIST CNN in timm's registry
+(prefix ``ms_``), and checkpoint loading.
 
 Importing ``multispike.zoo`` registers every model, so ``timm.create_model("ms_resnet20")``
 works afterwards; ``timm.list_models("ms_*")`` lists them.
 """
 
-from . import cifar_resnet, nir_cnn, vgg
+from . import cifar_resnet, nir_cnn, sparse_resnet, vgg
 from .checkpoints import (
     CheckpointError,
     adapt_state_dict,
@@ -26,6 +27,7 @@ __all__ = [
     "cifar_resnet",
     "load_checkpoint",
     "nir_cnn",
+    "sparse_resnet",
     "pretrained_path",
     "shared_data_dir",
     "vgg",
