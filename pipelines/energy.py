@@ -24,23 +24,12 @@ from torch import nn
 from multispike.distill.metrics import SYNAPTIC_LAYERS, fanout
 
 __all__ = [
-    "MEMORY_KINDS",
-    "OP_KINDS",
     "CostTable",
     "analog_counts",
     "energy",
     "load_costs",
     "spiking_counts",
 ]
-
-OP_KINDS = ("macs", "synops", "membrane_updates")
-MEMORY_KINDS = (
-    "weight_reads",
-    "activation_reads",
-    "membrane_reads",
-    "membrane_writes",
-    "spike_writes",
-)
 
 
 @dataclass(frozen=True)
@@ -86,7 +75,9 @@ def load_costs(path: str | Path | None = None) -> CostTable:
         if not path.is_file():
             raise FileNotFoundError(f"energy cost table not found: {path}")
         for section, values in _read_table(path).items():
-            for kind, cost in (values or {}).items():
+            if not isinstance(values, dict):
+                raise ValueError(f"energy cost table {path}: '{section}' must map kinds to pJ")
+            for kind, cost in values.items():
                 if kind not in tables[section]:
                     raise ValueError(
                         f"energy cost table {path}: unknown {section} kind {kind!r}; "
