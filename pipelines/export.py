@@ -19,12 +19,16 @@ What a reader of the file reproduces, and what it does not:
 - weights, biases, strides, padding, pooling and topology: exactly (float32);
 - ``N = 1`` (binary) neurons: the IF dynamics ``v += x``, spike when ``v`` reaches
   ``v_threshold``, **reset by subtraction**. NIR 1.0's ``IF`` specifies reset *to*
-  ``v_reset``; the reference readers use subtraction instead (snnTorch reads ``nir.IF`` as a
-  ``Leaky`` neuron with subtractive reset), so every IF node carries
-  ``metadata = {"reset": "subtract", "max_spikes": N, "v_init": q/2}``;
+  ``v_reset`` (0 here), which differs whenever ``v`` overshoots the threshold, so every IF
+  node carries ``metadata = {"reset": "subtract", "max_spikes": N, "v_init": q/2}``.
+  snnTorch 1.0's ``import_from_nir`` subtracts but makes ``nir.IF`` a leaky neuron
+  (``beta=0.9``) returning a tuple its graph cannot pass on; :func:`to_snntorch` reads the
+  file with snnTorch's ``Leaky(beta=1, reset_mechanism="subtract", reset_delay=True)``
+  instead, which reproduces multispike's binary SNN bit for bit (tested, and on all 1,100
+  real N-MNIST samples of the NIR paper CNN, ``benchmarks/nir_nmnist.py``);
 - the initial membrane ``v(0) = q/2`` (DESIGN.md §3) is **not** expressible in NIR (it would
   be an input on the first step only): a reader that starts from ``v(0) = 0`` fires later
-  and may emit one spike less per neuron over the whole run; set the membrane to
+  (its cumulative count can be one spike lower at any step); set the membrane to
   ``metadata["v_init"]`` before the first step to reproduce multispike exactly;
 - ``N > 1`` (multi-level) neurons: the node is an IF with threshold ``q`` that multispike
   lets fire up to ``N`` events in one step (``metadata["max_spikes"]``); a reader that
@@ -62,7 +66,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
 from multispike.convert.graph import get_module
 
-__all__ = ["ExportError", "export_nir", "export_onnx"]
+__all__ = ["ExportError", "export_nir", "export_onnx", "reset_snntorch", "to_snntorch"]
 
 _ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 _ALIAS_METHODS = {"contiguous", "clone", "float"}
