@@ -1,4 +1,4 @@
-"""Optional training behaviour: spike-activity logging and the default logger/checkpoint set.
+"""Optional training behaviour: spike-activity logging, default loggers and checkpointing.
 
 Removing any of these leaves training intact; the CLI installs them by default.
 """
@@ -15,7 +15,7 @@ from multispike.convert import SpikingNetwork
 
 from .metrics import ActivityMonitor
 
-__all__ = ["SpikeActivityLogger", "default_callbacks", "default_loggers"]
+__all__ = ["CHECKPOINT_ON_FINAL_STEP_TOP1", "SpikeActivityLogger", "default_loggers"]
 
 
 class SpikeActivityLogger(Callback):
@@ -59,32 +59,19 @@ class SpikeActivityLogger(Callback):
         self._end(pl_module, "test")
 
 
-def default_callbacks() -> list[dict[str, Any]]:
-    """Checkpoints on the final-step top-1 (best and last), LR and activity logging.
-
-    Returned as ``class_path``/``init_args`` dicts so that ``--print_config`` shows them.
-    """
-    return [
-        {
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {
-                "monitor": "val/top1",
-                "mode": "max",
-                "save_last": True,
-                "filename": "epoch{epoch:03d}-top1{val/top1:.4f}",
-                "auto_insert_metric_name": False,
-            },
-        },
-        {
-            "class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
-            "init_args": {"logging_interval": "epoch"},
-        },
-        {"class_path": "multispike.distill.callbacks.SpikeActivityLogger"},
-    ]
+CHECKPOINT_ON_FINAL_STEP_TOP1 = {
+    "monitor": "val/top1",
+    "mode": "max",
+    "save_last": True,
+    "filename": "epoch{epoch:03d}-top1{val/top1:.4f}",
+    "auto_insert_metric_name": False,
+}
+"""``ModelCheckpoint`` options: keep the best final-step top-1 (``val/top1``) and the last."""
 
 
 def default_loggers(save_dir: str = "runs", name: str = "distill") -> list[dict[str, Any]]:
-    """A CSV logger, plus TensorBoard when it is installed (same folder and version)."""
+    """A CSV logger in ``save_dir/name``, plus TensorBoard in ``save_dir/name_tensorboard``
+    when it is installed."""
     loggers = [
         {
             "class_path": "lightning.pytorch.loggers.CSVLogger",
@@ -95,7 +82,7 @@ def default_loggers(save_dir: str = "runs", name: str = "distill") -> list[dict[
         loggers.append(
             {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": save_dir, "name": name},
+                "init_args": {"save_dir": save_dir, "name": f"{name}_tensorboard"},
             }
         )
     return loggers

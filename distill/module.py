@@ -184,9 +184,9 @@ class StepwiseDistillation(L.LightningModule):
             for t in steps:
                 metrics[f"T{t}_top1"] = StepAccuracy(t, top_k=1)
                 metrics[f"T{t}_top5"] = StepAccuracy(t, top_k=top5)
-        self.train_top1 = MulticlassAccuracy(classes)
+        self.train_top1 = MulticlassAccuracy(classes, average="micro")
         self.teacher_top1 = nn.ModuleDict(
-            {split: MulticlassAccuracy(classes) for split in ("val", "test")}
+            {split: MulticlassAccuracy(classes, average="micro") for split in ("val", "test")}
         )
 
     def _num_classes(self) -> int:

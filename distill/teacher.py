@@ -39,7 +39,7 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
-        self.val_top1 = MulticlassAccuracy(num_classes)
+        self.val_top1 = MulticlassAccuracy(num_classes, average="micro")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

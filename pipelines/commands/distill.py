@@ -13,18 +13,30 @@ installed) and checkpoints on the final-step top-1 are on by default.
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from multispike.distill.callbacks import default_callbacks, default_loggers
+from multispike.distill.callbacks import (
+    CHECKPOINT_ON_FINAL_STEP_TOP1,
+    SpikeActivityLogger,
+    default_loggers,
+)
 from multispike.distill.module import StepwiseDistillation
 
 __all__ = ["DistillCLI", "main"]
 
 
 class DistillCLI(LightningCLI):
-    """LightningCLI with ``--ckpt_path`` (resume) and ``--test`` (test the final student)."""
+    """LightningCLI with ``--ckpt_path`` (resume), ``--test`` (test the final student), and
+    two callbacks always on: ``checkpoint`` (ModelCheckpoint on ``val/top1``, best and last)
+    and ``activity`` (:class:`~multispike.distill.callbacks.SpikeActivityLogger`)."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {f"checkpoint.{k}": v for k, v in CHECKPOINT_ON_FINAL_STEP_TOP1.items()}
+        )
+        parser.add_lightning_class_args(SpikeActivityLogger, "activity")
         parser.add_argument(
             "--ckpt_path", type=str | None, default=None,
             help="resume from this checkpoint (e.g. <run>/checkpoints/last.ckpt)",
@@ -45,7 +57,7 @@ def main(argv: list[str]) -> int:
             args=argv,
             seed_everything_default=0,
             auto_configure_optimizers=False,
-            trainer_defaults={"logger": default_loggers(), "callbacks": default_callbacks()},
+            trainer_defaults={"logger": default_loggers()},
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "multispike distill", "default_env": False},
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
+import yaml
 from lightning.pytorch.callbacks import Callback
 from sklearn.datasets import load_digits
 from torch import nn
@@ -14,6 +17,7 @@ from multispike.convert import SpikingNetwork, calibrate, neurons, quantizers, t
 from multispike.distill.callbacks import SpikeActivityLogger
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, apply_stage, load_student_weights, spiking_view
+from multispike.pipelines import recipes
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,3 +217,48 @@ def test_short_fit_on_digits_beats_calibration_only(teacher):
     metrics = trainer.callback_metrics
     assert metrics["val/top1"].item() == pytest.approx(after, abs=1e-6)
     assert 0 < metrics["val/events_per_neuron_step"].item() < 1
+
+
+RECIPES = sorted((Path(recipes.__file__).parent / "distill").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_parses_and_overrides_apply(recipe, capsys):
+    from multispike.pipelines.commands.distill import main
+
+    assert main(["--config", str(recipe), "--model.levels", "3", "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["levels"] == 3
+    assert printed["model"]["teacher"]["class_path"].startswith("multispike.distill.")
+    assert printed["data"]["class_path"].startswith("multispike.distill.data")
+    assert printed["model"]["stages"][-1]["student"] == "snn"
+
+
+def test_cli_names_a_bad_option(capsys):
+    from multispike.pipelines.commands.distill import main
+
+    assert main(["--config", str(RECIPES[0]), "--model.alpha", "not-a-number"]) != 0
+    assert "model.alpha" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_fits_the_nmnist_recipe(need_data, tmp_path, monkeypatch):
+    """The N-MNIST recipe end to end (one batch): pretrained teacher, 3 frames → 1-step SNN."""
+    need_data("nmnist/train1K.txt")
+    from multispike.pipelines.commands.distill import main
+
+    monkeypatch.chdir(tmp_path)
+    recipe = next(p for p in RECIPES if p.stem == "nmnist")
+    args = [
+        "--config",
+        str(recipe),
+        "--trainer.fast_dev_run",
+        "1",
+        "--trainer.accelerator",
+        "cpu",
+        "--model.calibration_images",
+        "16",
+        "--data.init_args.batch_size",
+        "8",
+    ]
+    assert main(args) == 0
