@@ -101,7 +101,7 @@ class CifarResNet(nn.Module):
         head_hidden: Width of a hidden FC-ReLU before the classifier (0 = none).
         num_classes: Classifier outputs (0 = no classifier, ``forward`` returns features).
         in_chans: Input channels.
-        global_pool: timm pool type of the head (``"avg"``, ``"max"``, ``"avgmax"``, ``""``).
+        global_pool: timm pool type of the head (``"avg"``, ``"max"``, ``"avgmax"``, …).
         drop_rate: Dropout before the classifier.
     """
 
