@@ -155,6 +155,22 @@ def test_timm_pretrained_with_new_head_keeps_the_backbone(tmp_path, source):
     assert torch.equal(model.bn1.running_mean, source.bn1.running_mean)
 
 
+def test_timm_pretrained_adapts_the_stem_to_in_chans(tmp_path, source):
+    path = tmp_path / "rgb.pth"
+    torch.save(source.state_dict(), path)
+    model = timm.create_model(
+        "ms_resnet20", pretrained=True, in_chans=1, pretrained_cfg_overlay=dict(file=str(path))
+    )
+    # timm's adapt_input_conv sums the RGB filters for a 1-channel input.
+    assert torch.allclose(model.conv1.weight, source.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(model.linear.weight, source.linear.weight)
+
+
+def test_timm_pretrained_without_weights_says_so():
+    with pytest.raises(RuntimeError, match="No pretrained weights exist for ms_vgg11_bn_cifar"):
+        timm.create_model("ms_vgg11_bn_cifar", pretrained=True)
+
+
 def test_timm_pretrained_missing_file(tmp_path):
     path = tmp_path / "absent.th"
     with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
