@@ -10,10 +10,12 @@ from .errors import ConversionError
 from .neuron import MultiLevelIFNeuron, if_neuron
 from .quant import MultiLevelQuantizer, quantize
 from .report import ConversionReport, conversion_report
+from .residual import JOIN_MODES, residual_joins, rewire_residual
 from .snn import SpikingNetwork, cumulative_mean, neurons, to_snn
 
 __all__ = [
     "ConversionError",
+    "JOIN_MODES",
     "ConversionReport",
     "MultiLevelIFNeuron",
     "MultiLevelQuantizer",
@@ -27,5 +29,7 @@ __all__ = [
     "neurons",
     "quantize",
     "quantizers",
+    "residual_joins",
+    "rewire_residual",
     "to_snn",
 ]
