@@ -1,19 +1,18 @@
 """Spike avalanche of the pretrained CIFAR-10 ResNet-20 in sparse, SEW and analog form.
 
 The pretrained akamaster ResNet-20 (../shared/data) is calibrated into a QANN (L levels,
-per-layer thresholds, 99.9th percentile on a few training batches), rewired into each
-residual form (new quantizers calibrated on the same batches), then every form gets the
-forms named by ``--finetune`` (default: all three) get the same short quantization-aware
-fine-tuning: ``--steps`` Adam steps (lr ``--lr`` with cosine decay, gradient norm clipped at
-1) on augmented training batches with the step-wise distillation loss (CE + KD from the
-float ANN, α = 1, τ = 4); weights and thresholds learn through the straight-through
-estimator. (SGD at lr 0.01 diverged on the SEW and analog forms, whose rewired streams
-start far from the trained function.) Each form is then converted (N = L) and measured
-on the first ``--test-batches`` × 100 CIFAR-10 test images with
+per-layer thresholds, 99.9th percentile on a few training batches) and rewired into each
+residual form (new quantizers calibrated on the same batches). The forms named by
+``--finetune`` (default: all three) get the same short quantization-aware fine-tuning:
+``--steps`` Adam steps (lr ``--lr`` with cosine decay, gradient norm clipped at 1) on
+augmented training batches with the step-wise distillation loss (CE + KD from the float
+ANN, α = 1, τ = 4); weights and thresholds learn through the straight-through estimator.
+(SGD at lr 0.01 diverged on the SEW and analog forms, whose rewired streams start far
+from the trained function.) Each form is then converted (N = L) and measured on the first
+``--test-batches`` × 100 CIFAR-10 test images with
 :func:`multispike.pipelines.avalanche.avalanche`.
 
-    .venv/bin/python benchmarks/avalanche_resnet20.py --steps 60 --batch-size 32 \
-        --test-batches 10 --out /tmp/avalanche20
+    .venv/bin/python benchmarks/avalanche_resnet20.py --out /tmp/avalanche20   # defaults
 """
 
 from __future__ import annotations
