@@ -8,6 +8,7 @@ switch), then fewer steps or spikes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from multispike.convert import (
     to_snn,
 )
 from multispike.convert.graph import get_module
-from multispike.zoo import load_checkpoint  # importing the zoo registers its ms_* models
+from multispike.zoo import load_checkpoint, pretrained_path  # registers the zoo's ms_* models
 
 __all__ = [
     "Stage",
@@ -74,12 +75,15 @@ def timm_model(
         model_name: name in timm's registry, e.g. ``"resnet18"`` or a zoo model.
         checkpoint: a weights file read by :func:`multispike.zoo.load_checkpoint` (state
             dicts, third-party layouts, safetensors); takes precedence over ``pretrained``.
-        pretrained: load the registry's pretrained weights (the zoo points them at
-            ``../shared/data``).
+        pretrained: load pretrained weights: the shared offline copy when the zoo has one
+            (:func:`multispike.zoo.pretrained_path`), else the registry's source.
         num_classes: classifier size (default: the registry's).
         in_chans: input channels (default: the registry's).
     """
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v}
+    if pretrained and checkpoint is None:
+        with contextlib.suppress(FileNotFoundError):  # else timm's own (download) source
+            checkpoint = str(pretrained_path(model_name))
     model = timm.create_model(model_name, pretrained=pretrained and checkpoint is None, **kwargs)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)

@@ -106,7 +106,8 @@ def test_one_training_step_lowers_the_loss(teacher):
     x, y = _digits()
     batch = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=256)  # the same batch twice
     qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
-    system = StepwiseDistillation(teacher, student=to_snn(qann, timesteps=2), lr=0.005)
+    student = to_snn(qann, timesteps=2)
+    system = StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.005)
     losses = Losses()
     _trainer(max_steps=2, limit_val_batches=0, callbacks=[losses]).fit(system, batch)
     assert losses.losses[1] < losses.losses[0]

@@ -1,0 +1,133 @@
+"""Step-wise distillation of the pretrained CIFAR-10 ResNet-20: SNN top-1 before and after.
+
+For every ``N = L`` in ``--levels``: the calibrated QANN (= the SNN at T = 1, bit-identical)
+and the SNN at T = 1 after distillation. For every ``T`` in ``--binary-steps``: the binary
+SNN (N = 1) converted from the ``L = T`` QANN, calibrated only and after distillation at that
+T. All next to the ANN. Full schedule (GPU advised)::
+
+    python benchmarks/distill_cifar10_resnet20.py --epochs 30 --json runs/distill_r20.json
+
+Reduced schedules (``--train-batches``, ``--test-images``) are for smoke runs on a CPU; the
+JSON records every setting and the wall time of each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from multispike.convert import calibrate, to_snn
+from multispike.distill.data import CIFAR10DataModule
+from multispike.distill.module import StepwiseDistillation
+from multispike.distill.students import Stage, timm_model
+
+
+@torch.no_grad()
+def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 250) -> float:
+    """Top-1 (%) of an ANN/QANN, or of an SNN's mean output over its T steps."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch):
+        out = model(images[start : start + batch])
+        out = out.mean(0) if out.dim() == 3 else out
+        correct += (out.argmax(-1) == labels[start : start + batch]).sum().item()
+    return 100.0 * correct / len(images)
+
+
+def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, float]:
+    """Fit ``student`` against ``teacher`` in one stage; returns it and the wall time (s)."""
+    system = StepwiseDistillation(
+        teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=args.epochs, limit_train_batches=args.train_batches, limit_val_batches=0,
+        accelerator=args.accelerator, devices=1, precision=args.precision, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(system, datamodule=data)
+    return system.student.cpu(), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", type=int, nargs="*", default=[2, 4, 8])
+    parser.add_argument("--binary-steps", type=int, nargs="*", default=[2, 4, 8])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--train-batches", type=float, default=1.0,
+                        help="batches per epoch (int) or fraction of the 50,000 images")  # fmt: skip
+    parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--calibration-images", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--tau", type=float, default=4.0)
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train_batches >= 1:
+        args.train_batches = int(args.train_batches)
+    L.seed_everything(0, verbose=False)
+
+    data = CIFAR10DataModule(batch_size=args.batch_size, num_workers=args.num_workers)
+    data.setup()
+    test = torch.utils.data.Subset(data.test_dataset, range(args.test_images))
+    images, labels = map(torch.stack, zip(*[(x, torch.tensor(y)) for x, y in test], strict=True))
+    calib = data.calibration_dataloader(num_images=args.calibration_images)
+    teacher = timm_model("ms_resnet20", pretrained=True)
+
+    rows: list[dict] = [{"model": "ANN", "top1": top1(teacher, images, labels)}]
+    print(rows[-1], flush=True)
+    qanns = {}
+    for levels in sorted(set(args.levels) | set(args.binary_steps)):
+        qanns[levels] = calibrate(teacher, calib, levels, progress=False)
+    for levels in args.levels:
+        qann = qanns[levels]
+        rows.append({"model": f"QANN L={levels} calibrated (= SNN T=1 N={levels})",
+                     "top1": top1(qann, images, labels)})  # fmt: skip
+        print(rows[-1], flush=True)
+        snn, seconds = distill(teacher, to_snn(qann), Stage("snn", timesteps=1), data, args)
+        rows.append({"model": f"SNN T=1 N=L={levels} distilled", "top1": top1(snn, images, labels),
+                     "train_seconds": round(seconds, 1)})  # fmt: skip
+        print(rows[-1], flush=True)
+    for steps in args.binary_steps:
+        binary = to_snn(copy.deepcopy(qanns[steps]), max_spikes=1, timesteps=steps)
+        rows.append({"model": f"binary SNN N=1 T={steps} calibrated (from L={steps})",
+                     "top1": top1(binary, images, labels)})  # fmt: skip
+        print(rows[-1], flush=True)
+        stage = Stage("snn", timesteps=steps, max_spikes=1)
+        snn, seconds = distill(teacher, binary, stage, data, args)
+        rows.append({"model": f"binary SNN N=1 T={steps} distilled",
+                     "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1)})  # fmt: skip
+        print(rows[-1], flush=True)
+
+    record = {
+        "settings": vars(args) | {"json": str(args.json)},
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"cuda={torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
+        "rows": rows,
+    }
+    print(json.dumps(record, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
