@@ -63,8 +63,10 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="*", default=[2, 4, 8])
     parser.add_argument("--binary-steps", type=int, nargs="*", default=[2, 4, 8])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--train-batches", type=float, default=1.0,
-                        help="batches per epoch (int) or fraction of the 50,000 images")  # fmt: skip
+    parser.add_argument(
+        "--train-batches", type=float, default=1.0,
+        help="batches per epoch (int) or fraction of the 50,000 images",
+    )  # fmt: skip
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--calibration-images", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -113,8 +115,9 @@ def main() -> None:
         print(rows[-1], flush=True)
         stage = Stage("snn", timesteps=steps, max_spikes=1)
         snn, seconds = distill(teacher, binary, stage, data, args)
-        rows.append({"model": f"binary SNN N=1 T={steps} distilled",
-                     "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1)})  # fmt: skip
+        accuracy = top1(snn, images, labels)
+        rows.append({"model": f"binary SNN N=1 T={steps} distilled", "top1": accuracy,
+                     "train_seconds": round(seconds, 1)})  # fmt: skip
         print(rows[-1], flush=True)
 
     record = {
