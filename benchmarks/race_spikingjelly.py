@@ -9,7 +9,10 @@ the zoo), calibrated on the same training images, is converted three ways:
 
 - ``sj-rate``: SpikingJelly ``RateCodingRecipe(mode="99.9%")`` — binary IF neurons whose
   threshold is the 99.9th percentile of each ReLU's activations (rate coding);
-- ``sj-ltb``: SpikingJelly ``LocalThresholdBalancingRecipe`` — per-channel thresholds;
+- ``sj-ltb``: SpikingJelly ``LocalThresholdBalancingRecipe`` — per-channel thresholds that
+  start at 0 and grow by twice the mean overflow on every calibration batch, so it is fed
+  the calibration batches ``--ltb-passes`` times (one pass of a few batches leaves the
+  thresholds far too low and the SNN at chance);
 - ``ms-L{L}``: multispike ``calibrate(levels=L)`` + ``to_snn(max_spikes=L)`` — multi-level
   IF neurons (99.9th percentile thresholds, no fine-tuning).
 
@@ -161,6 +164,7 @@ def main() -> None:
     parser.add_argument("--max-t", type=int, default=256)
     parser.add_argument("--ms-max-t", type=int, help="multispike's sweep length (default --max-t)")
     parser.add_argument("--levels", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--ltb-passes", type=int, default=20, help="calibration passes of LTB")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -202,7 +206,9 @@ def main() -> None:
     convert_seconds: dict[str, float] = {}
     recipes = {
         "sj-rate": lambda: ann2snn.RateCodingRecipe(dataloader=calib_batches, mode="99.9%"),
-        "sj-ltb": lambda: ann2snn.LocalThresholdBalancingRecipe(dataloader=calib_batches),
+        "sj-ltb": lambda: ann2snn.LocalThresholdBalancingRecipe(
+            dataloader=calib_batches * args.ltb_passes
+        ),
     }
     for name, recipe in recipes.items():
         start = time.perf_counter()

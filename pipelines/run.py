@@ -72,7 +72,8 @@ class ModelConfig:
         num_classes: classifier size (default: the data's class count).
         in_chans: input channels (default: the data's).
         pretrained: load the registry's pretrained weights (timm hub, or the zoo's local files).
-        checkpoint: a local weights file (takes precedence over ``pretrained``).
+        checkpoint: a local weights file (takes precedence over ``pretrained``);
+            ``shared:REL`` is ``REL`` inside the shared data folder (``MULTISPIKE_DATA``).
     """
 
     name: str = ""
@@ -369,8 +370,8 @@ class _Context:
             weights = str(self.dir("teacher") / "model.safetensors")
             return timm_model(model.name, checkpoint=weights, **self.model_kwargs())
         return timm_model(
-            model.name, checkpoint=model.checkpoint, pretrained=model.pretrained,
-            **self.model_kwargs(),
+            model.name, checkpoint=_resolve(model.checkpoint, "model.checkpoint"),
+            pretrained=model.pretrained, **self.model_kwargs(),
         )  # fmt: skip
 
     def save(self, model, directory: Path) -> None:
@@ -381,6 +382,30 @@ class _Context:
     def final(self) -> str:
         """The stage whose ``qann``/``snn`` are the run's result."""
         return "distill" if self.config.distill.enabled else "convert"
+
+
+def _resolve(path: str | None, key: str) -> str | None:
+    """``shared:REL`` → the file ``REL`` of the shared data folder; other paths unchanged."""
+    if path is None or not path.startswith("shared:"):
+        return path
+    from multispike.zoo.paths import ENV_VAR, shared_data_dir
+
+    root = shared_data_dir()
+    if root is None:
+        raise FileNotFoundError(
+            f"{key}: {path!r} needs the shared data folder: set {ENV_VAR} to it"
+        )
+    return str(root / path.removeprefix("shared:"))
+
+
+def _student_frames(loader: Any, timesteps: int) -> Iterator[Any]:
+    """Calibration inputs as the student sees them: event frames re-binned to its steps."""
+    from multispike.convert.calibrate import batch_inputs
+    from multispike.distill.frames import student_input
+
+    for batch in loader:
+        x = student_input(batch_inputs(batch), None, timesteps)
+        yield x.flatten(0, 1) if x.dim() == 5 else x
 
 
 def _load(directory: Path):
@@ -412,8 +437,9 @@ def _stage_calibrate(ctx: _Context) -> dict[str, Any]:
 
     c = ctx.config.calibrate
     loader = ctx.data.calibration_dataloader(num_images=c.images)
+    frames = list(_student_frames(loader, ctx.config.convert.timesteps))
     qann = calibrate(
-        ctx.teacher(), loader, c.levels, per_channel=c.per_channel, method=c.method,
+        ctx.teacher(), frames, c.levels, per_channel=c.per_channel, method=c.method,
         percentile=c.percentile, progress=ctx.progress,
     )  # fmt: skip
     ctx.save(qann, ctx.dir("calibrate") / "qann")
