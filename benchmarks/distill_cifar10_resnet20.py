@@ -64,8 +64,8 @@ def main() -> None:
     parser.add_argument("--binary-steps", type=int, nargs="*", default=[2, 4, 8])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument(
-        "--train-batches", type=float, default=1.0,
-        help="batches per epoch (int) or fraction of the 50,000 images",
+        "--train-batches", type=float, default=None,
+        help="batches per epoch (int) or fraction of the 50,000 images (default: all)",
     )  # fmt: skip
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--calibration-images", type=int, default=2048)
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.train_batches >= 1:
+    if args.train_batches is not None and args.train_batches > 1:
         args.train_batches = int(args.train_batches)
     L.seed_everything(0, verbose=False)
 

@@ -62,7 +62,12 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--teacher-frames", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--train-batches", type=float, default=1.0)
+    parser.add_argument(
+        "--train-batches",
+        type=float,
+        default=None,
+        help="batches per epoch (int) or fraction (default: all)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--calibration-images", type=int, default=512)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -73,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.train_batches >= 1:
+    if args.train_batches is not None and args.train_batches > 1:
         args.train_batches = int(args.train_batches)
     L.seed_everything(0, verbose=False)
     rows = []

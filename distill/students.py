@@ -191,7 +191,7 @@ def load_student_weights(student: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"student checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     if any(k.startswith("student.") for k in state):
         state = {k[len("student.") :]: v for k, v in state.items() if k.startswith("student.")}

@@ -186,7 +186,7 @@ def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher
     # the weights of any stage seed a new run (QAT checkpoint → SNN student)
     snn = to_snn(calibrate(teacher, [_digits()[0][:64]], levels=2, progress=False))
     load_student_weights(snn, tmp_path / "epoch0.ckpt")
-    qat = torch.load(tmp_path / "epoch0.ckpt", weights_only=False)["state_dict"]
+    qat = torch.load(tmp_path / "epoch0.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(snn.net.get_submodule("0").weight, qat["student.0.weight"])
 
 
@@ -196,8 +196,8 @@ def test_load_from_checkpoint_rebuilds_the_snn(teacher, tmp_path):
     trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
     trainer.fit(system, Digits())
     trainer.save_checkpoint(tmp_path / "snn.ckpt")
-    loaded = StepwiseDistillation.load_from_checkpoint(tmp_path / "snn.ckpt", teacher=teacher,
-                                                       weights_only=False)  # fmt: skip
+    path = tmp_path / "snn.ckpt"  # hparams are plain data: loads with weights_only=True
+    loaded = StepwiseDistillation.load_from_checkpoint(path, teacher=teacher, weights_only=True)
     assert isinstance(loaded.student, SpikingNetwork) and loaded.student.timesteps == 2
     x = _digits()[0][:16]
     assert torch.equal(loaded(x), system(x))
