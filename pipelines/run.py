@@ -167,8 +167,8 @@ class DistillConfig:
     max_epochs: int = 1
     alpha: float = 1.0
     tau: float = 4.0
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 1e-4
     weight_decay: float = 5e-4
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0

@@ -29,6 +29,7 @@ SHRUNK = [
     "data.options.val_size=32",
     "teacher.max_epochs=1",
     "calibrate.images=32",
+    "distill.qat_epochs=1",
     "distill.max_epochs=1",
     "distill.limit_train_batches=1",
     "distill.limit_val_batches=1",
@@ -171,7 +172,7 @@ def test_cli_reports_a_broken_config_with_exit_code_2(capsys):
 def test_overrides_reach_the_config():
     config = load_recipe("digits", ["calibrate.levels=8", "evaluate.sweep=[1x4]", "seed=3"])
     assert config.calibrate.levels == 8 and config.evaluate.sweep == ["1x4"] and config.seed == 3
-    assert config.distill.lr == 0.005  # from the recipe file
+    assert config.distill.lr == 0.001  # from the recipe file
 
 
 def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
