@@ -9,9 +9,11 @@ writes into its own folder of one run directory::
     <run>/calibrate/qann/         the calibrated quantized ANN (multispike.pipelines.serialize)
     <run>/convert/{qann,snn}/     residual joins rewired; the SNN; report.json, report.txt
     <run>/distill/                Lightning logs and checkpoints; the fine-tuned {qann,snn}/
-    <run>/evaluate/metrics.json   top-1 of ANN, QANN and SNN at every step, activity
+    <run>/evaluate/               the evaluation report: metrics.json, report.md, PNG plots
     <run>/export/                 model.onnx, model.nir
-    <run>/metrics.json, summary.txt
+    <run>/metrics.json            the report's metrics with nested keys, as convert's
+                                  report.json: ann.top1, qann.top1, snn.top1_at_t, ...
+    <run>/summary.txt             ANN / QANN / SNN top-1, T, L, N, activity, energy ratio
 
 A stage that finished writes ``done.json`` holding the hash of its config slice together
 with those of the stages before it, so a restarted run skips it, and a changed slice reruns
