@@ -259,12 +259,15 @@ def report(results: dict, convert_seconds: dict, ann_top1: float, images: int, a
             if sec is not None and t in (1, 8, 32, 64, 256)
         ]
         sweep = results[n].get("sweep_seconds")
-        extra = f"  (T={args.max_t} sweep {sweep:.1f}s)" if sweep else ""
+        extra = f"  (T={args.ms_max_t or args.max_t} sweep {sweep:.1f}s)" if sweep else ""
         print(f"  {n:>8}: convert {convert_seconds[n]:.1f}s  " + "  ".join(cells) + extra)
     print("\nspeed at matched accuracy (within 1 point of the ANN, and at multispike's T=1):")
     for ms in (n for n in names if n.startswith("ms-")):
         ms_acc, ms_sec = results[ms][1]
         for target, label in ((ann_top1 - 1.0, "ANN-1"), (ms_acc, f"{ms} T=1")):
+            if ms_acc < target:
+                print(f"  {ms} T=1 ({ms_acc:.2f}%) is below {label} ({target:.2f}%): no match")
+                continue
             for sj in (n for n in names if n.startswith("sj-")):
                 t = matched(results[sj], target)
                 if t is None:

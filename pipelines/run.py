@@ -172,8 +172,8 @@ class DistillConfig:
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 1e-4
     weight_decay: float = 5e-4
-    limit_train_batches: float | int = 1.0
-    limit_val_batches: float | int = 1.0
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
 
 
 @dataclass

@@ -173,6 +173,12 @@ def test_overrides_reach_the_config():
     config = load_recipe("digits", ["calibrate.levels=8", "evaluate.sweep=[1x4]", "seed=3"])
     assert config.calibrate.levels == 8 and config.evaluate.sweep == ["1x4"] and config.seed == 3
     assert config.distill.lr == 0.001  # from the recipe file
+    # Lightning reads an int as a batch count and a float as a fraction: keep the type
+    limits = load_recipe(
+        "digits", ["distill.limit_train_batches=2", "distill.limit_val_batches=0.5"]
+    )
+    assert type(limits.distill.limit_train_batches) is int
+    assert limits.distill.limit_val_batches == 0.5
 
 
 def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
