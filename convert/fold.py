@@ -83,6 +83,8 @@ def fold_batchnorm(gm: fx.GraphModule) -> list[tuple[str, str]]:
             continue
         fuse = fuse_linear_bn_eval if isinstance(layer, nn.Linear) else fuse_conv_bn_eval
         fused = fuse(layer.eval(), bn.eval())
+        for param in fused.parameters():  # a bias created by folding is trainable too
+            param.requires_grad_(layer.weight.requires_grad)
         set_module(gm, node.target, fused)
         bn_name = user.target if user.op == "call_module" else _owner_name(user)
         user.replace_all_uses_with(node)

@@ -188,3 +188,9 @@ def test_calibration_accepts_a_one_shot_generator():
     assert all(torch.equal(a, b) for a, b in zip(
         from_list.state_dict().values(), from_generator.state_dict().values(), strict=True
     ))  # fmt: skip
+
+
+def test_folded_layers_stay_trainable():
+    qann = calibrate(ReusedAndFunctional(), [torch.randn(4, 3, 16, 16)], levels=4, progress=False)
+    assert qann.get_submodule("conv1").bias is not None  # BN folded into conv1
+    assert all(p.requires_grad for p in qann.parameters())
