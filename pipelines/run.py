@@ -457,7 +457,13 @@ def _stage_convert(ctx: _Context) -> dict[str, Any]:
     if c.residual is not None:
         from multispike.convert.residual import rewire_residual
 
-        qann = rewire_residual(qann, c.residual)
+        cal = ctx.config.calibrate  # the quantizers rewiring adds get thresholds from data
+        loader = ctx.data.calibration_dataloader(num_images=cal.images)
+        frames = list(_student_frames(loader, c.timesteps))
+        qann = rewire_residual(
+            qann, c.residual, frames, method=cal.method, percentile=cal.percentile,
+            progress=ctx.progress,
+        )  # fmt: skip
     snn = to_snn(qann, max_spikes=c.max_spikes, timesteps=c.timesteps)
     ctx.save(qann, out / "qann")
     ctx.save(snn, out / "snn")

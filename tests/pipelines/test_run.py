@@ -119,6 +119,17 @@ def test_changed_section_reruns_that_stage_and_later_ones(copy_of):
 
 
 @pytest.mark.slow
+def test_residual_rewiring_stage(copy_of):
+    result = run(load_recipe("digits", [*SHRUNK, "convert.residual=sew"]), copy_of, progress=False)
+    assert result["stages"]["calibrate"]["status"] == "done before"
+    assert result["stages"]["convert"]["status"] == "ran"
+    config = json.loads((copy_of / "distill" / "snn" / "config.json").read_text())
+    assert config["transforms"] == [{"name": "residual", "mode": "sew"}]
+    metrics = json.loads((copy_of / "metrics.json").read_text())
+    assert metrics["snn"]["agreement_with_qann"] == 1.0  # still exact at T = 1, N = L
+
+
+@pytest.mark.slow
 def test_failed_stage_names_itself_and_keeps_earlier_outputs(copy_of):
     with pytest.raises(StageError, match="stage 'evaluate' failed.*no batch"):
         run(load_recipe("digits", [*SHRUNK, "evaluate.max_batches=0"]), copy_of, progress=False)
