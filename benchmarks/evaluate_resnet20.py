@@ -58,11 +58,12 @@ def summary(out: Path) -> str:
     notes = []
     for levels in (4, 8):
         m = json.loads((out / f"L{levels}" / "metrics.json").read_text())
+        snn, energy = m["snn"], m["ann_energy"]
         notes.append(
-            f"L={levels}: ANN {100 * m['ann.top1']:.2f} %, QANN {100 * m['qann.top1']:.2f} %, "
-            f"SNN–QANN agreement {100 * m['snn.agreement_with_qann']:.2f} %, max |logit diff| "
-            f"{m['snn.max_abs_logit_diff']:.2g}; ANN energy {m['ann_energy']['ops'] / 1e6:.1f} / "
-            f"{m['ann_energy']['total'] / 1e6:.1f} µJ"
+            f"L={levels}: ANN {100 * m['ann']['top1']:.2f} %, QANN {100 * m['qann']['top1']:.2f} "
+            f"%, SNN–QANN agreement {100 * snn['agreement_with_qann']:.2f} %, max |logit diff| "
+            f"{snn['max_abs_logit_diff']:.2g}; ANN energy {energy['ops'] / 1e6:.1f} / "
+            f"{energy['total'] / 1e6:.1f} µJ"
         )
         for r in m["sweep"]:
             rows.append(

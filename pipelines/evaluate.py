@@ -520,13 +520,30 @@ def render_markdown(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def nested_metrics(metrics: dict) -> dict:
+    """``{"ann.top1": x, "snn": {...}}`` → ``{"ann": {"top1": x}, "snn": {...}}``.
+
+    The layout of every JSON file multispike writes (``report.json``, ``metrics.json``), so a
+    key such as ``snn.top1_at_t`` is a path; integer keys become strings as in JSON.
+    """
+    nested: dict = {}
+    for key, value in metrics.items():
+        group, dot, name = key.partition(".")
+        if dot:
+            nested.setdefault(group, {})[name] = value
+        else:
+            nested[key] = {**value, **nested.get(key, {})} if isinstance(value, dict) else value
+    return json.loads(json.dumps(nested))
+
+
 def write_report(metrics: dict, directory: str | Path) -> Path:
-    """Write ``metrics.json``, ``report.md`` and the PNG plots to ``directory``."""
+    """Write ``metrics.json`` (nested, see :func:`nested_metrics`), ``report.md`` and PNGs."""
     from .plots import write_plots
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     metrics = dict(metrics, plots=[p.name for p in write_plots(metrics, directory)])
-    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    text = json.dumps(nested_metrics(metrics), indent=2)
+    (directory / "metrics.json").write_text(text + "\n")
     (directory / "report.md").write_text(render_markdown(metrics))
     return directory

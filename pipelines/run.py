@@ -526,18 +526,6 @@ class _Limited:
             yield batch
 
 
-def _nested(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``{"ann.top1": x, "snn": {...}}`` → ``{"ann": {"top1": x}, "snn": {...}}``."""
-    nested: dict[str, Any] = {}
-    for key, value in metrics.items():
-        group, dot, name = key.partition(".")
-        if dot:
-            nested.setdefault(group, {})[name] = value
-        else:
-            nested[key] = {**value, **nested.get(key, {})} if isinstance(value, dict) else value
-    return nested
-
-
 def _stage_evaluate(ctx: _Context) -> dict[str, Any]:
     """The report of :func:`multispike.pipelines.evaluate.evaluate` on the test split.
 
@@ -549,6 +537,7 @@ def _stage_evaluate(ctx: _Context) -> dict[str, Any]:
         SNNConfig,
         accuracy_summary,
         evaluate,
+        nested_metrics,
         write_report,
     )
 
@@ -574,7 +563,7 @@ def _stage_evaluate(ctx: _Context) -> dict[str, Any]:
         "distilled": ctx.config.distill.enabled,
     }
     write_report(metrics, out)
-    nested = json.loads(json.dumps(_nested(metrics)))  # JSON keys: t → "t"
+    nested = nested_metrics(metrics)  # JSON keys: t → "t"
     (ctx.root / "metrics.json").write_text(json.dumps(nested, indent=2) + "\n")
     return {"report": "evaluate/report.md", "metrics": "metrics.json"}
 

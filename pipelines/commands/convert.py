@@ -19,7 +19,6 @@ from pathlib import Path
 
 import timm
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 __all__ = ["main", "parser"]
@@ -73,7 +72,7 @@ def main(argv: list[str]) -> int:
     from multispike import zoo  # noqa: F401  (registers ms_* models)
     from multispike.convert import ConversionError, calibrate, conversion_report, to_snn
     from multispike.distill.data import DataNotFoundError, DataSpecError, from_spec
-    from multispike.pipelines.evaluate import accuracy_summary
+    from multispike.pipelines.evaluate import accuracy_summary, nested_metrics
     from multispike.pipelines.serialize import save
     from multispike.zoo import CheckpointError, load_checkpoint
 
@@ -146,7 +145,7 @@ def main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     save(snn, args.out, model_name=args.model, model_kwargs=kwargs)
     payload = {
-        **_flatten_keys(accuracy),
+        **nested_metrics(accuracy),
         "conversion": report.to_dict(),
         "data": {"spec": args.data, "eval_images": len(loader.dataset), "labels": labelled},
         "calibration": {"images": args.calib_images, "method": args.method,
@@ -157,23 +156,6 @@ def main(argv: list[str]) -> int:
     print(_summary(accuracy, args.timesteps))
     print(f"saved to {args.out}/ (config.json, model.safetensors, report.json)")
     return 0
-
-
-def _flatten_keys(summary: dict) -> dict:
-    """``{"ann.top1": x}`` → ``{"ann": {"top1": x}}`` so JSON readers get nested objects."""
-    nested: dict = {}
-    for key, value in summary.items():
-        group, _, name = key.partition(".")
-        nested.setdefault(group, {})[name] = _plain(value)
-    return nested
-
-
-def _plain(value):
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
 
 
 def _summary(accuracy: dict, timesteps: int) -> str:

@@ -122,10 +122,10 @@ def test_report_files_and_valid_pngs(setup, tmp_path):
     )  # fmt: skip
     write_report(metrics, tmp_path)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("ann.top1", "qann.top1", "snn.top1_at_t", "snn.agreement_with_qann",
-                "snn.max_abs_logit_diff"):  # fmt: skip
-        assert key in saved
-    assert list(saved["snn.top1_at_t"]) == ["1", "2"]
+    for group, key in (("ann", "top1"), ("qann", "top1"), ("snn", "top1_at_t"),
+                       ("snn", "agreement_with_qann"), ("snn", "max_abs_logit_diff")):  # fmt: skip
+        assert key in saved[group]
+    assert list(saved["snn"]["top1_at_t"]) == ["1", "2"]
     assert [r["label"] for r in saved["sweep"]] == ["N=2,T=2", "N=1,T=3", "N=1,T=1", "N=2,T=1"]
     report = (tmp_path / "report.md").read_text()
     assert "N=1,T=3" in report and "Robustness" in report
@@ -164,9 +164,9 @@ def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path):
     )  # fmt: skip
     assert code == 0
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["ann.top1"] >= 0.75  # the checkpoint scores 91.7 % on the test set
+    assert saved["ann"]["top1"] >= 0.75  # the checkpoint scores 91.7 % on the test set
     assert saved["snn"]["label"] == "N=8,T=1" and saved["binary"]["label"] == "N=1,T=2"
-    assert saved["snn.top1_at_t"] == {"1": saved["qann.top1"]}
-    assert saved["snn.agreement_with_qann"] == 1.0 and saved["snn.max_abs_logit_diff"] == 0.0
+    assert saved["snn"]["top1_at_t"] == {"1": saved["qann"]["top1"]}
+    assert saved["snn"]["agreement_with_qann"] == 1.0 and saved["snn"]["max_abs_logit_diff"] == 0.0
     assert saved["command"].startswith("multispike evaluate --model ms_resnet20")
     assert (tmp_path / "report.md").read_text().startswith("# Evaluation report")
