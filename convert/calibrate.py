@@ -149,7 +149,8 @@ def _mse_threshold(values: Tensor, levels: int, candidates: int = 100) -> Tensor
     best = top.clone()
     for i in range(1, candidates + 1):
         lam = top * (i / candidates)
-        err = (values - quantize(values, lam.view(-1, 1).squeeze(1), levels)).pow(2).mean(1)
+        # values is (C, n): channels on dim 0, so quantize its transpose (channels on dim 1)
+        err = (values - quantize(values.t(), lam, levels).t()).pow(2).mean(1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best = torch.where(better, lam, best)

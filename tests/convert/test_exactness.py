@@ -151,6 +151,9 @@ def test_mse_calibration_and_structure_only_build():
     calib = [torch.randn(8, 3, 16, 16)]
     pct = calibrate(model, calib, levels=4, progress=False)
     mse = calibrate(model, calib, levels=4, method="mse", progress=False)
+    per_channel = calibrate(model, calib, levels=4, method="mse", per_channel=True, progress=False)
+    for q in quantizers(per_channel).values():  # each channel's λ minimises its own error
+        assert q.threshold.dim() == 1 and (q.threshold > 0).all()
     lam_pct = [e.threshold_mean for e in conversion_report(pct).layers]
     lam_mse = [e.threshold_mean for e in conversion_report(mse).layers]
     assert lam_pct != lam_mse and all(v > 0 for v in lam_mse)

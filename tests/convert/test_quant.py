@@ -66,3 +66,16 @@ def test_quantizer_module_observing_mode_and_errors():
     assert q.per_channel and "levels=4" in repr(q)
     with pytest.raises(ValueError, match="levels"):
         MultiLevelQuantizer(0)
+
+
+def test_mse_threshold_is_chosen_per_channel():
+    from multispike.convert.calibrate import _mse_threshold
+
+    values = torch.stack([torch.rand(4000) * 1.0, torch.rand(4000) * 5.0])  # (C, n)
+    lam = _mse_threshold(values, levels=4)
+    assert lam.shape == (2,)
+    assert 0.7 < lam[0] <= 1.0 and 3.5 < lam[1] <= 5.0  # uniform data: λ near each max
+    for c in range(2):  # no other candidate of the same grid does better
+        err = (values[c] - quantize(values[c], lam[c], 4)).pow(2).mean()
+        other = (values[c] - quantize(values[c], lam[c] * 0.8, 4)).pow(2).mean()
+        assert err <= other
