@@ -25,17 +25,15 @@ __all__ = [
     "trace",
 ]
 
-try:  # timm's own list of modules that must not be traced through
-    from timm.layers.norm_act import BatchNormAct2d, FrozenBatchNormAct2d
-    from timm.models._features_fx import get_notrace_functions, get_notrace_modules
+from timm.layers import BatchNormAct2d, FrozenBatchNormAct2d
+from timm.models import get_notrace_functions, get_notrace_modules
 
-    # BatchNorm+act layers are traced *through* so BN can be folded and the act quantized.
-    _TIMM_LEAVES = tuple(
-        m for m in get_notrace_modules() if m not in (BatchNormAct2d, FrozenBatchNormAct2d)
-    )
-    _TIMM_AUTOWRAP = tuple(get_notrace_functions())
-except ImportError:  # pragma: no cover - timm is a dependency, but keep fx usable without it
-    _TIMM_LEAVES, _TIMM_AUTOWRAP = (), ()
+# timm's own no-trace list, except BatchNorm+act layers: those are traced *through* so the
+# BatchNorm can be folded and the activation quantized.
+_TIMM_LEAVES = tuple(
+    m for m in get_notrace_modules() if m not in (BatchNormAct2d, FrozenBatchNormAct2d)
+)
+_TIMM_AUTOWRAP = tuple(get_notrace_functions())
 
 
 class _Tracer(fx.Tracer):

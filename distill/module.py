@@ -99,7 +99,7 @@ class StepwiseDistillation(L.LightningModule):
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.student = student
         if student is not None:
-            student.requires_grad_(True)  # BN folding leaves new biases frozen
+            student.requires_grad_(True)  # a student built from a frozen copy trains too
             freeze_batchnorm(student)
         self.stages = [Stage(**s) for s in stages] if stages else [_default_stage(student)]
         _check_schedule(self.stages)

@@ -55,16 +55,15 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _frames_as_images(loader: DataLoader):
-    """Calibration batches as images: event batches ``(B, F, C, H, W)`` become frames."""
-    for x, *_ in loader:
-        yield x.flatten(0, 1) if x.dim() == 5 else x
-
-
 def _limit(loader: DataLoader, images: int | None) -> DataLoader:
     if images is None or images >= len(loader.dataset):
         return loader
-    return DataLoader(Subset(loader.dataset, range(images)), batch_size=loader.batch_size)
+    return DataLoader(
+        Subset(loader.dataset, range(images)),
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -116,14 +115,15 @@ def main(argv: list[str]) -> int:
         if args.checkpoint is not None:
             load_checkpoint(model, args.checkpoint)
     except (CheckpointError, RuntimeError) as err:
-        return _fail(f"--checkpoint {args.checkpoint}: {err}")
+        culprit = f"--checkpoint {args.checkpoint}" if args.checkpoint else f"--model {args.model}"
+        return _fail(f"{culprit}: {err}")
     model = model.to(device).eval()
 
     start = time.perf_counter()
     try:
         qann = calibrate(
             model,
-            _frames_as_images(data.calibration_dataloader(args.calib_images)),
+            data.calibration_dataloader(args.calib_images),  # event data: single frames
             levels=args.levels,
             per_channel=args.per_channel,
             method=args.method,
