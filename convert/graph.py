@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,17 @@ __all__ = [
     "activation_sites",
     "check_supported",
     "get_module",
+    "is_add",
+    "max_pool_nodes",
+    "node_owner",
+    "preserved_inputs",
+    "register_static_rewrite",
+    "replace_sites",
     "set_module",
+    "signal_nodes",
+    "signal_users",
     "trace",
+    "traces_to_source",
 ]
 
 from timm.layers import BatchNormAct2d, FrozenBatchNormAct2d
@@ -201,7 +211,7 @@ def _relu_ceiling(gm: fx.GraphModule, node: fx.Node) -> float | None:
     return None
 
 
-def _owner(node: fx.Node) -> str:
+def node_owner(node: fx.Node) -> str:
     """Qualified name of the module whose forward issued ``node`` (``""`` for the root)."""
     stack = node.meta.get("nn_module_stack") or {}
     return next(reversed(stack), "") if stack else ""
@@ -230,7 +240,7 @@ def activation_sites(gm: fx.GraphModule) -> list[ActivationSite]:
                 base, kind = node.target, f"nn.{type(get_module(gm, node.target)).__name__}"
                 source = f"{kind} {base} (reused)"
             else:
-                owner = _owner(node)
+                owner = node_owner(node)
                 name = getattr(node.target, "__name__", str(node.target)).rstrip("_")
                 base = f"{owner}.{name}" if owner else name
                 source = f"{'F.' if node.op == 'call_function' else '.'}{name}() in " + (
@@ -292,7 +302,7 @@ _SCALAR_METHODS = {"mul", "mul_", "div", "div_"}
 _SHAPE_METHODS = {"size", "dim", "numel"}
 
 
-def _signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
+def signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
     """Nodes carrying a tensor derived from the input (not shapes, not parameters)."""
     signal: set[fx.Node] = set()
     for node in gm.graph.nodes:
@@ -310,11 +320,21 @@ def _signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
     return signal
 
 
+def signal_users(node: fx.Node) -> list[fx.Node]:
+    """Users that consume ``node``'s values (not ``x.shape``/``x.ndim``/``x.size()`` queries)."""
+    return [
+        u
+        for u in node.users
+        if not (u.op == "call_function" and u.target is getattr)
+        and not (u.op == "call_method" and u.target in _SHAPE_METHODS)
+    ]
+
+
 def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
     if node.op == "call_module":
         return f"module {node.target} ({type(get_module(gm, node.target)).__name__})"
     name = getattr(node.target, "__name__", str(node.target))
-    where = _owner(node) or "forward"
+    where = node_owner(node) or "forward"
     return f"{'method .' if node.op == 'call_method' else 'function '}{name}() in {where}"
 
 
@@ -338,11 +358,7 @@ def _is_supported(gm: fx.GraphModule, node: fx.Node, signal: set[fx.Node]) -> st
         if node.target in _PASS_FUNCTIONS or node.target in _MAX_FUNCTIONS:
             return None
         if node.target is F.pad:
-            mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
-            value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0.0)
-            if mode == "constant" and not value:
-                return None
-            return "padding other than constant zero"
+            return None if _is_zero_pad(node) else "padding other than constant zero"
         if node.target in _SCALAR_FUNCTIONS:
             if sum(arg in signal for arg in node.all_input_nodes) <= 1:
                 return None
@@ -360,7 +376,7 @@ def _is_supported(gm: fx.GraphModule, node: fx.Node, signal: set[fx.Node]) -> st
 
 def check_supported(gm: fx.GraphModule, model_name: str = "") -> None:
     """Raise a ConversionError listing every unsupported op on the signal path."""
-    signal = _signal_nodes(gm)
+    signal = signal_nodes(gm)
     culprits = []
     for node in gm.graph.nodes:
         if node in signal or node.op == "output":
@@ -383,3 +399,97 @@ def max_pool_nodes(gm: fx.GraphModule) -> Iterator[fx.Node]:
         )
         if is_module or (node.op == "call_function" and node.target in _MAX_FUNCTIONS):
             yield node
+
+
+# --------------------------------------------------------------------------- value-preserving walks
+
+_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+_ADD_METHODS = {"add", "add_"}
+
+# Value-preserving ops: every output value is a value of one input (moved, copied, dropped
+# or selected by max), so a tensor of spike values stays one. Dropout is the identity in eval
+# mode, the mode `trace` puts a model in. Zero-valued constant padding (`nn.ZeroPad*d`,
+# `nn.ConstantPad*d` with value 0, `F.pad` in constant mode with value 0) belongs here too.
+_PRESERVING_MODULES = (
+    nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)  # fmt: skip
+_CONSTANT_PADS = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)  # nn.ZeroPad*d too
+_JOINING_FUNCTIONS = {torch.cat, torch.concat, torch.stack}  # preserve every tensor in args[0]
+_PRESERVING_FUNCTIONS = _JOINING_FUNCTIONS | {
+    operator.getitem, torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
+    torch.permute, torch.transpose, F.dropout, F.dropout2d,
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool2d,
+}  # fmt: skip
+_PRESERVING_METHODS = {
+    "view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand",
+    "contiguous", "clone", "__getitem__", "to", "float", "type_as",
+}  # fmt: skip
+
+
+def _is_zero_pad(node: fx.Node) -> bool:
+    """Whether ``node`` is ``F.pad`` in constant mode with value 0 (the defaults)."""
+    if node.op != "call_function" or node.target is not F.pad:
+        return False
+    mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+    value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
+    return mode == "constant" and not value
+
+
+def is_add(node: fx.Node) -> bool:
+    """Whether ``node`` is an addition (``a + b``, ``+=``, ``torch.add``, ``.add``/``.add_``)."""
+    return (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target in _ADD_METHODS
+    )
+
+
+def preserved_inputs(gm: fx.GraphModule, node: fx.Node) -> list[Any] | None:
+    """The arguments whose values ``node`` passes on unchanged, or ``None`` if it makes new ones.
+
+    ``node`` passes values on unchanged when it is a value-preserving op: a reshape, permute,
+    slice, copy, dtype/device move, identity, dropout (eval), max-pool, zero-valued constant
+    pad (the first argument) or a concatenation/stack (every tensor joined). Arguments that
+    only steer the op (shapes, indices, ``type_as``'s reference) are not listed.
+    """
+    if node.op == "call_module":
+        mod = get_module(gm, node.target)
+        keeps = isinstance(mod, _PRESERVING_MODULES) or (
+            isinstance(mod, _CONSTANT_PADS) and mod.value == 0
+        )
+    elif node.op == "call_function":
+        if node.target in _JOINING_FUNCTIONS:
+            return list(node.args[0] if node.args else node.kwargs["tensors"])
+        keeps = node.target in _PRESERVING_FUNCTIONS or _is_zero_pad(node)
+    else:
+        keeps = node.op == "call_method" and node.target in _PRESERVING_METHODS
+    return [node.args[0]] if keeps and node.args else None
+
+
+def traces_to_source(
+    gm: fx.GraphModule,
+    node: fx.Node,
+    is_source: Callable[[fx.Node], bool],
+    *,
+    through_adds: bool,
+    memo: dict[fx.Node, bool] | None = None,
+) -> bool:
+    """Whether ``node``'s values are values of source nodes, passed on unchanged.
+
+    True when ``is_source(node)``, or when ``node`` is a value-preserving op
+    (:func:`preserved_inputs`) whose preserved arguments all trace to sources; with
+    ``through_adds``, also when ``node`` is an addition (:func:`is_add`) of two nodes that
+    do. ``memo`` caches answers across calls: share it only between calls with one rule.
+    """
+    memo = {} if memo is None else memo
+    if node not in memo:
+        if is_source(node):
+            memo[node] = True
+        else:
+            inputs = node.args[:2] if through_adds and is_add(node) else preserved_inputs(gm, node)
+            memo[node] = bool(inputs) and all(
+                isinstance(a, fx.Node)
+                and traces_to_source(gm, a, is_source, through_adds=through_adds, memo=memo)
+                for a in inputs
+            )
+    return memo[node]

@@ -42,18 +42,24 @@ thresholds are kept).
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import fx
 
 from .calibrate import calibrate_thresholds, quantizers
 from .errors import ConversionError
-from .graph import _owner, _signal_nodes, get_module
+from .graph import (
+    get_module,
+    is_add,
+    node_owner,
+    preserved_inputs,
+    signal_nodes,
+    signal_users,
+    traces_to_source,
+)
 from .neuron import MultiLevelIFNeuron
 from .quant import MultiLevelQuantizer
 
@@ -62,31 +68,7 @@ __all__ = ["JOIN_MODES", "Join", "is_spike_stream", "residual_joins", "rewire_re
 Mode = Literal["sparse", "sew", "analog"]
 JOIN_MODES: tuple[str, ...] = ("sparse", "sew", "analog")
 
-_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
-_ADD_METHODS = {"add", "add_"}
-_SHAPE_METHODS = {"size", "dim", "numel"}
 _SPIKING = (MultiLevelQuantizer, MultiLevelIFNeuron)
-# Ops after which a spike stream is still a spike stream (values are copied, dropped or maxed).
-_KEEP_MODULES = (
-    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Flatten,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d,
-    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
-)  # fmt: skip
-_KEEP_FUNCTIONS = {
-    operator.getitem, F.pad, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool2d,
-    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.cat, torch.concat,
-    F.dropout, F.dropout2d,
-}  # fmt: skip
-_KEEP_METHODS = {
-    "view",
-    "reshape",
-    "flatten",
-    "contiguous",
-    "squeeze",
-    "unsqueeze",
-    "__getitem__",
-    "clone",
-}
 
 
 @dataclass(frozen=True)
@@ -111,22 +93,6 @@ class Join:
         return f"{self.block or 'forward'}:{self.node.name}"
 
 
-def _is_add(node: fx.Node) -> bool:
-    return (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
-        node.op == "call_method" and node.target in _ADD_METHODS
-    )
-
-
-def _signal_users(node: fx.Node) -> list[fx.Node]:
-    """Users that consume ``node``'s values (not ``x.shape``/``x.ndim`` queries)."""
-    return [
-        u
-        for u in node.users
-        if not (u.op == "call_function" and u.target is getattr)
-        and not (u.op == "call_method" and u.target in _SHAPE_METHODS)
-    ]
-
-
 def _spiking_path(gm: fx.GraphModule, node: fx.Node) -> str | None:
     if node.op == "call_module" and isinstance(get_module(gm, node.target), _SPIKING):
         return node.target
@@ -139,10 +105,10 @@ def residual_joins(gm: fx.GraphModule) -> list[Join]:
     Raises:
         ConversionError: a scaled join (``torch.add(a, b, alpha=…)``), naming its node.
     """
-    signal = _signal_nodes(gm)
+    signal = signal_nodes(gm)
     joins = []
     for node in gm.graph.nodes:
-        if not _is_add(node):
+        if not is_add(node):
             continue
         args = [a for a in node.args[:2] if isinstance(a, fx.Node) and a in signal]
         if len(args) < 2:
@@ -150,42 +116,22 @@ def residual_joins(gm: fx.GraphModule) -> list[Join]:
         alpha = node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else 1)
         if alpha != 1:
             raise ConversionError(
-                f"join {node.name} in {_owner(node) or 'forward'} scales a branch "
+                f"join {node.name} in {node_owner(node) or 'forward'} scales a branch "
                 f"(alpha={alpha}); fold the scale into the branch's last layer first"
             )
-        users = _signal_users(node)
+        users = signal_users(node)
         barrier = _spiking_path(gm, users[0]) if len(users) == 1 else None
-        joins.append(Join(node, _owner(node), (args[0], args[1]), barrier))
+        joins.append(Join(node, node_owner(node), (args[0], args[1]), barrier))
     return joins
 
 
 def is_spike_stream(gm: fx.GraphModule, node: fx.Node, _memo: dict | None = None) -> bool:
-    """Whether ``node`` carries spikes: a quantizer/neuron output, or a sum, max-pool,
-    slice, reshape or zero-pad of spike streams."""
-    memo = {} if _memo is None else _memo
-    if node in memo:
-        return memo[node]
-    memo[node] = False  # cycles cannot occur in fx graphs; this just bounds the recursion
-    result = False
-    if _spiking_path(gm, node) is not None:
-        result = True
-    elif _is_add(node) or _keeps_spikes(gm, node):
-        inputs = [a for a in node.all_input_nodes if a.op != "get_attr"]
-        result = bool(inputs) and all(is_spike_stream(gm, a, memo) for a in inputs)
-    memo[node] = result
-    return result
-
-
-def _keeps_spikes(gm: fx.GraphModule, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return isinstance(get_module(gm, node.target), _KEEP_MODULES)
-    if node.op == "call_function":
-        if node.target is F.pad:
-            value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0.0)
-            mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
-            return mode == "constant" and not value
-        return node.target in _KEEP_FUNCTIONS
-    return node.op == "call_method" and node.target in _KEEP_METHODS
+    """Whether ``node`` carries spikes: a quantizer/neuron output, a value-preserving op of
+    spike streams (slice, reshape, max-pool, zero-pad, ...: :func:`preserved_inputs`) or a
+    sum of two spike streams (SEW joins add spikes without re-quantizing)."""
+    return traces_to_source(
+        gm, node, lambda n: _spiking_path(gm, n) is not None, through_adds=True, memo=_memo
+    )
 
 
 # --------------------------------------------------------------------------- rewiring
@@ -315,7 +261,7 @@ def _to_sew(gm: fx.GraphModule, joins: list[Join], build: _Builder) -> None:
                 memo[new] = True
         memo.pop(join.node, None)
         if join.barrier is not None:
-            (user,) = _signal_users(join.node)
+            (user,) = signal_users(join.node)
             build.remove(user, join.node)
         memo[join.node] = True
 
@@ -325,7 +271,7 @@ def _to_analog(gm: fx.GraphModule, joins: list[Join], build: _Builder) -> None:
     for join in joins:
         if join.barrier is None:
             continue
-        (barrier,) = _signal_users(join.node)
+        (barrier,) = signal_users(join.node)
         for user in list(barrier.users):
             if _shortcut_into_join(gm, user, join_nodes):
                 user.replace_input_with(barrier, join.node)
@@ -334,8 +280,8 @@ def _to_analog(gm: fx.GraphModule, joins: list[Join], build: _Builder) -> None:
 def _shortcut_into_join(gm: fx.GraphModule, node: fx.Node, join_nodes: set[fx.Node]) -> bool:
     """Whether ``node`` is a join, or a chain of copying ops whose end is one."""
     while node not in join_nodes:
-        users = _signal_users(node)
-        if not _keeps_spikes(gm, node) or len(users) != 1:
+        users = signal_users(node)
+        if preserved_inputs(gm, node) is None or len(users) != 1:
             return False
         node = users[0]
     return True
@@ -346,10 +292,10 @@ def _reaches_output_linearly(gm: fx.GraphModule, node: fx.Node, output: fx.Node)
     frontier = [node]
     while frontier:
         current = frontier.pop()
-        for user in _signal_users(current):
+        for user in signal_users(current):
             if user is output:
                 return True
-            if _is_add(user) or _keeps_spikes(gm, user):
+            if is_add(user) or preserved_inputs(gm, user) is not None:
                 frontier.append(user)
     return False
 

@@ -30,7 +30,6 @@ counted as synaptic operations.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 
 import torch
@@ -40,7 +39,7 @@ from torch.utils.hooks import RemovableHandle
 from torchmetrics import Metric
 
 from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, cumulative_mean
-from multispike.convert.graph import get_module
+from multispike.convert.graph import get_module, traces_to_source
 from multispike.convert.quant import threshold_view
 
 __all__ = [
@@ -340,56 +339,24 @@ class SynapticOperations(Metric):
 
 # --------------------------------------------------------------------------- graph: who feeds whom
 
-_MOVE_MODULES = (
-    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)  # fmt: skip
-_MOVE_FUNCTIONS = {
-    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute,
-    torch.transpose, operator.getitem, F.dropout, F.dropout2d, F.max_pool1d, F.max_pool2d,
-    F.max_pool3d, F.adaptive_max_pool2d, torch.cat, torch.concat, torch.stack,
-}  # fmt: skip
-_MOVE_METHODS = {
-    "view", "reshape", "flatten", "contiguous", "permute", "transpose", "squeeze",
-    "unsqueeze", "expand", "clone", "__getitem__", "to", "float", "type_as",
-}  # fmt: skip
-
-
-def _is_spike_tensor(gm: fx.GraphModule, node: fx.Node, memo: dict[fx.Node, bool]) -> bool:
-    """True when ``node``'s value is a neuron's output moved/dropped by value-keeping ops."""
-    if node in memo:
-        return memo[node]
-    memo[node] = False  # cycles cannot occur in fx graphs; this guards re-entry only
-    result = False
-    if node.op == "call_module":
-        mod = get_module(gm, node.target)
-        if isinstance(mod, MultiLevelIFNeuron):
-            result = True
-        elif isinstance(mod, _MOVE_MODULES) or (
-            isinstance(mod, nn.ConstantPad2d) and mod.value == 0
-        ):
-            result = _is_spike_tensor(gm, node.args[0], memo)
-    elif node.op == "call_function" and (node.target in _MOVE_FUNCTIONS or node.target is F.pad):
-        if node.target is F.pad and node.kwargs.get("value", 0.0):
-            result = False
-        elif node.target in (torch.cat, torch.concat, torch.stack):
-            parts = node.args[0]
-            result = all(isinstance(p, fx.Node) and _is_spike_tensor(gm, p, memo) for p in parts)
-        else:
-            result = isinstance(node.args[0], fx.Node) and _is_spike_tensor(gm, node.args[0], memo)
-    elif node.op == "call_method" and node.target in _MOVE_METHODS:
-        result = _is_spike_tensor(gm, node.args[0], memo)
-    memo[node] = result
-    return result
-
 
 def spike_inputs(gm: fx.GraphModule) -> dict[str, bool]:
     """For every conv/linear call site of ``gm``: is its input a spike tensor?
 
+    A spike tensor is a :class:`MultiLevelIFNeuron`'s output passed on by value-preserving
+    ops (:func:`~multispike.convert.graph.preserved_inputs`). A sum of spike tensors is not
+    one: synaptic operations count a non-zero input as one neuron's event, and a sum's
+    values are not.
+
     Raises:
         ValueError: a conv/linear module is called more than once (its counts would mix).
     """
+
+    def is_neuron(node: fx.Node) -> bool:
+        return node.op == "call_module" and isinstance(
+            get_module(gm, node.target), MultiLevelIFNeuron
+        )
+
     memo: dict[fx.Node, bool] = {}
     result: dict[str, bool] = {}
     for node in gm.graph.nodes:
@@ -399,7 +366,9 @@ def spike_inputs(gm: fx.GraphModule) -> dict[str, bool]:
                     f"layer {node.target} is called twice in the graph: synaptic operations "
                     "are counted per module, so reused conv/linear layers are not supported"
                 )
-            result[node.target] = _is_spike_tensor(gm, node.args[0], memo)
+            result[node.target] = traces_to_source(
+                gm, node.args[0], is_neuron, through_adds=False, memo=memo
+            )
     return result
 
 

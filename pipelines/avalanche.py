@@ -35,13 +35,10 @@ from tqdm.auto import tqdm
 
 from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, to_snn
 from multispike.convert.calibrate import batch_inputs
-from multispike.convert.graph import get_module
+from multispike.convert.graph import get_module, is_add, preserved_inputs, signal_users
 from multispike.convert.quant import threshold_view
 from multispike.convert.residual import (
     JOIN_MODES,
-    _is_add,
-    _keeps_spikes,
-    _signal_users,
     is_spike_stream,
     residual_joins,
     rewire_residual,
@@ -87,14 +84,16 @@ class _CountingInterpreter(fx.Interpreter):
             if isinstance(module, MultiLevelIFNeuron):
                 quantum = threshold_view(module.threshold.detach(), value) / module.max_spikes
                 return torch.round(value.detach() / quantum)
-        inputs = [a for a in node.all_input_nodes if a.op != "get_attr"]
-        if not inputs or any(a not in self.counts for a in inputs):
+        # counts follow is_spike_stream: sums and value-preserving ops of counted nodes
+        inputs = node.args[:2] if is_add(node) else preserved_inputs(self.module, node)
+        if not inputs or not all(isinstance(a, fx.Node) and a in self.counts for a in inputs):
             return None
-        if _is_add(node):
-            return self.counts[node.args[0]] + self.counts[node.args[1]]
-        if not _keeps_spikes(self.module, node):
-            return None
-        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self.counts[n])
+        if is_add(node):
+            return self.counts[inputs[0]] + self.counts[inputs[1]]
+        counted = set(inputs)  # the other arguments (shapes, indices) keep their values
+        args, kwargs = fx.node.map_arg(
+            (node.args, node.kwargs), lambda n: self.counts[n] if n in counted else self.env[n]
+        )
         if node.op == "call_module":
             return get_module(self.module, node.target)(*args, **kwargs)
         if node.op == "call_function":
@@ -138,7 +137,7 @@ def _streams(net: fx.GraphModule) -> list[_Stream]:
     streams = []
     for index, join in enumerate(residual_joins(net)):
         if join.barrier is not None:
-            (node,) = _signal_users(join.node)
+            (node,) = signal_users(join.node)
             stream = _Stream(index, join, node, "neuron")
             stream.quantum = get_module(net, join.barrier).quantum.detach()
         else:

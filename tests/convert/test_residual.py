@@ -5,6 +5,7 @@ import copy
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import multispike.zoo  # noqa: F401  (registers ms_resnet20)
@@ -19,7 +20,9 @@ from multispike.convert import (
     quantizers,
     to_snn,
 )
+from multispike.convert.graph import trace
 from multispike.convert.residual import is_spike_stream, residual_joins, rewire_residual
+from multispike.distill.metrics import spike_inputs
 
 
 def _randomize_bn(model: nn.Module) -> nn.Module:
@@ -225,3 +228,36 @@ def test_new_quantizers_match_the_qann():
     added = {p: q for p, q in quantizers(sew).items() if p not in quantizers(qann)}
     assert list(added) == ["join_in0"]
     assert all(isinstance(q, MultiLevelQuantizer) and q.levels == 3 for q in added.values())
+
+
+class _SpikeWalk(nn.Module):
+    """Two neurons feeding linear layers through flatten, pads, a sum and a sum with 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = MultiLevelIFNeuron(2), MultiLevelIFNeuron(2)
+        self.zero_pad, self.one_pad, self.reflect_pad = (nn.Linear(18, 2) for _ in range(3))
+        self.spike_sum, self.plus_one = nn.Linear(16, 2), nn.Linear(16, 2)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        flat = torch.flatten(a, 1)
+        return (
+            self.zero_pad(F.pad(flat, (1, 1)))
+            + self.one_pad(F.pad(flat, (1, 1), value=1.0))
+            + self.reflect_pad(F.pad(flat, (1, 1), mode="reflect"))
+            + self.spike_sum((a + b).flatten(1))
+            + self.plus_one((a + 1.0).flatten(1))
+        )
+
+
+def test_spike_walk_rules_of_sew_streams_and_synaptic_counting():
+    gm = trace(_SpikeWalk())
+    assert gm(torch.rand(2, 4, 2, 2)).shape == (2, 2)
+    linears = [n for n in gm.graph.nodes if n.op == "call_module" and n.target not in ("a", "b")]
+    inputs = {n.target: n.args[0] for n in linears}
+    streams = {"zero_pad": True, "one_pad": False, "reflect_pad": False, "spike_sum": True,
+               "plus_one": False}  # fmt: skip
+    assert {name: is_spike_stream(gm, arg) for name, arg in inputs.items()} == streams
+    # synaptic counting needs one neuron's event per value: a sum of spikes is analog there
+    assert spike_inputs(gm) == dict(streams, spike_sum=False)
