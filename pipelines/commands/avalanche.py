@@ -1,7 +1,7 @@
 """``multispike avalanche``: residual-stream activity of the sparse/SEW/analog forms of a model.
 
 Calibrates the model into a QANN, rewires its residual joins into each form, converts and
-writes ``avalanche.json`` and ``avalanche.png`` (activity against depth) to ``--out``.
+writes ``avalanche.json`` and ``avalanche.png`` (activity against depth) to ``--output``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,18 @@ def _parser() -> argparse.ArgumentParser:
         "--modes", default=",".join(JOIN_MODES), help="comma-separated forms to measure"
     )
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--calib-batches", type=int, default=4, help="training batches")
-    parser.add_argument("--batches", type=int, help="test batches (default: the whole set)")
-    parser.add_argument("--out", type=Path, default=Path("avalanche"), help="output folder")
+    parser.add_argument(
+        "--calibration-batches", "--calib-batches", dest="calibration_batches", type=int,
+        default=4, help="training batches for λ",
+    )  # fmt: skip
+    parser.add_argument(
+        "--eval-batches", "--batches", dest="eval_batches", type=int,
+        help="test batches (default: the whole set)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", "--out", dest="output", type=Path, default=Path("avalanche"),
+        help="output folder",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -69,20 +78,20 @@ def main(argv: list[str]) -> int:
         data.prepare_data()
         data.setup("fit")
         data.setup("test")
-        calib = list(islice(data.train_dataloader(), args.calib_batches))
+        calib = list(islice(data.train_dataloader(), args.calibration_batches))
         qann = calibrate(
             model.eval(), calib, args.levels, per_channel=args.per_channel, progress=progress
         )
         result = avalanche(
             qann, data.test_dataloader(), modes=modes, calibration=calib,
-            timesteps=args.timesteps, max_spikes=args.max_spikes, num_batches=args.batches,
+            timesteps=args.timesteps, max_spikes=args.max_spikes, num_batches=args.eval_batches,
             progress=progress,
         )  # fmt: skip
     except (ConversionError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"multispike avalanche: {err}", file=sys.stderr)
         return 1
     result["model"] = args.model
-    json_path, png_path = save_avalanche(result, args.out)
+    json_path, png_path = save_avalanche(result, args.output)
     for mode, form in result["forms"].items():
         acc = form["accuracy"]
         print(

@@ -1,7 +1,7 @@
 """``multispike convert``: calibrate an ANN, convert it to an SNN, save it with ``report.json``.
 
     multispike convert --model ms_resnet20 --checkpoint resnet20.th \\
-        --data cifar10:cifar10-full.npz --levels 4 --max-spikes 4 --out runs/resnet20-L4
+        --data cifar10:cifar10-full.npz --levels 4 --max-spikes 4 --output runs/resnet20-L4
 
 The output directory holds the converted model (``model.safetensors`` + ``config.json``, which
 ``multispike.pipelines.load`` rebuilds) and ``report.json``: the conversion report (sites,
@@ -41,11 +41,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--per-channel", action="store_true", help="one threshold per channel")
     p.add_argument("--method", choices=("percentile", "mse"), default="percentile")
     p.add_argument("--percentile", type=float, default=99.9)
-    p.add_argument("--calib-images", type=int, default=512, help="training images for λ")
-    p.add_argument("--eval-images", type=int, help="test images for accuracy (default: all)")
+    p.add_argument(
+        "--calibration-images", "--calib-images", type=int, default=512,
+        help="training images for λ",
+    )  # fmt: skip
+    p.add_argument(
+        "--eval-images", type=int, help="first N test images for accuracy (default: all)"
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--output", "--out", type=Path, required=True, help="output directory")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
 
@@ -123,7 +128,7 @@ def main(argv: list[str]) -> int:
     try:
         qann = calibrate(
             model,
-            data.calibration_dataloader(args.calib_images),  # event data: single frames
+            data.calibration_dataloader(args.calibration_images),  # event data: single frames
             levels=args.levels,
             per_channel=args.per_channel,
             method=args.method,
@@ -142,19 +147,19 @@ def main(argv: list[str]) -> int:
     if not labelled:  # random labels: only the SNN–QANN comparison means something
         accuracy = {k: v for k, v in accuracy.items() if "agreement" in k or "logit_diff" in k}
     report = conversion_report(snn, name=args.model)
-    args.out.mkdir(parents=True, exist_ok=True)
-    save(snn, args.out, model_name=args.model, model_kwargs=kwargs)
+    args.output.mkdir(parents=True, exist_ok=True)
+    save(snn, args.output, model_name=args.model, model_kwargs=kwargs)
     payload = {
         **nested_metrics(accuracy),
         "conversion": report.to_dict(),
         "data": {"spec": args.data, "eval_images": len(loader.dataset), "labels": labelled},
-        "calibration": {"images": args.calib_images, "method": args.method,
+        "calibration": {"images": args.calibration_images, "method": args.method,
                         "percentile": args.percentile, "seconds": round(seconds, 2)},
     }  # fmt: skip
-    (args.out / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (args.output / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(report)
     print(_summary(accuracy, args.timesteps))
-    print(f"saved to {args.out}/ (config.json, model.safetensors, report.json)")
+    print(f"saved to {args.output}/ (config.json, model.safetensors, report.json)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``multispike demo [--out DIR]``: the embedded digits recipe (``run --recipe digits``).
+"""``multispike demo [--output DIR]``: the embedded digits recipe (``run --recipe digits``).
 
 No download: a CIFAR ResNet-20 is trained on scikit-learn's bundled digits, converted to a
 multi-level SNN that answers in one step, distilled, evaluated and exported (a few minutes

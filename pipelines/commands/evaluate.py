@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
+__all__ = ["main", "parser"]
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -33,7 +35,8 @@ def _configs(text: str):
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """The options of ``multispike evaluate``."""
     p = argparse.ArgumentParser(
         prog="multispike evaluate",
         description="Evaluate an ANN (calibrated on the fly) or a converted model directory: "
@@ -50,17 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--per-channel", action="store_true", help="one threshold per channel")
     cal.add_argument("--method", choices=("percentile", "mse"), default="percentile")
     cal.add_argument("--percentile", type=float, default=99.9)
-    cal.add_argument("--calibration-images", type=int, default=512, help="training images")
+    cal.add_argument(
+        "--calibration-images", "--calib-images", type=int, default=512, help="training images"
+    )
     snn = p.add_argument_group("spiking networks")
     snn.add_argument("--max-spikes", type=int, help="N of the multi-level SNN (default L)")
     snn.add_argument("--timesteps", type=int, help="T of the multi-level SNN (default 1)")
     snn.add_argument("--binary-timesteps", type=int, help="T of the binary SNN (default L)")
     snn.add_argument("--sweep", type=_configs, default=[], help="extra NxT configs, e.g. 1x2,2x2")
-    snn.add_argument("--sweep-images", type=int, help="test images for the sweep (default all)")
+    snn.add_argument(
+        "--sweep-images", type=int, help="test images for the sweep (default: --eval-images)"
+    )
     data = p.add_argument_group("data")
     data.add_argument("--data", required=True, help="data spec, e.g. cifar10 or cifar10:PATH")
     data.add_argument("--batch-size", type=int, default=128)
-    data.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+    data.add_argument(
+        "--eval-images", "--limit", type=int, help="evaluate on the first N test images only"
+    )
     data.add_argument(
         "--noise", type=_floats, default=[0.0, 0.1, 0.2, 0.5],
         help="Gaussian σ (images) or event probability (events); '' to skip",
@@ -130,7 +139,7 @@ def _models(args: argparse.Namespace, module):
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     if args.model is None and args.model_dir is None:
         print("multispike evaluate: give --model NAME or --model-dir DIR", file=sys.stderr)
         return 2
@@ -154,12 +163,12 @@ def main(argv: list[str]) -> int:
         metrics = evaluate(
             ann,
             qann,
-            _loader(module, args.limit, args.batch_size),
+            _loader(module, args.eval_images, args.batch_size),
             max_spikes=args.max_spikes or defaults.get("max_spikes"),
             timesteps=args.timesteps or defaults.get("timesteps", 1),
             binary_timesteps=args.binary_timesteps,
             sweep=args.sweep,
-            sweep_loader=_loader(module, args.sweep_images or args.limit, args.batch_size),
+            sweep_loader=_loader(module, args.sweep_images or args.eval_images, args.batch_size),
             noise=args.noise,
             noise_loader=_loader(module, args.noise_images, args.batch_size),
             costs=costs,

@@ -29,7 +29,9 @@ def parser(prog: str = "multispike run", recipe: bool = True) -> argparse.Argume
             "--recipe", required=True,
             help=f"a shipped recipe ({', '.join(recipe_names())}) or a YAML file",
         )  # fmt: skip
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
+    p.add_argument(
+        "--output", "--out", type=Path, help="run directory (default: runs/<recipe name>)"
+    )
     p.add_argument("--dry-run", action="store_true", help="validate the recipe, show the plan")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
@@ -51,7 +53,7 @@ def execute(args: argparse.Namespace, prog: str) -> int:
         torch.set_num_threads(args.threads)
     try:
         config = load_recipe(args.recipe, args.overrides)
-        out = args.out or Path("runs") / config.name
+        out = args.output or Path("runs") / config.name
         result = run(config, out, progress=not args.no_progress, dry_run=args.dry_run)
     except RecipeError as err:
         print(f"{prog}: bad recipe: {err}", file=sys.stderr)

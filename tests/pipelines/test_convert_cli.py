@@ -1,6 +1,8 @@
-"""``multispike convert``: outputs, the real pretrained ResNet-20, and errors that name the flag."""
+"""``multispike convert``: outputs, the real pretrained ResNet-20, errors that name the flag, and
+the flag aliases of ``convert`` and ``export``."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,19 +11,20 @@ import torch
 
 from multispike import zoo  # noqa: F401  (registers ms_* models)
 from multispike.pipelines.cli import main
+from multispike.pipelines.commands import convert, export
 from multispike.pipelines.serialize import load
 
 
 def _convert(tmp_path, *extra):
     out = tmp_path / "out"
-    code = main(["convert", "--out", str(out), "--no-progress", *extra])
+    code = main(["convert", "--output", str(out), "--no-progress", *extra])
     return code, out
 
 
 def test_convert_random_writes_model_and_report(tmp_path, capsys):
     code, out = _convert(
         tmp_path, "--model", "ms_resnet20", "--data", "random", "--levels", "2",
-        "--max-spikes", "2", "--calib-images", "16", "--batch-size", "8",
+        "--max-spikes", "2", "--calibration-images", "16", "--batch-size", "8",
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -37,8 +40,8 @@ def test_convert_random_writes_model_and_report(tmp_path, capsys):
 
 def test_convert_digits_reports_accuracy_at_every_step(tmp_path):
     code, out = _convert(
-        tmp_path, "--model", "ms_resnet20", "--data", "digits", "--levels", "4",
-        "--max-spikes", "1", "--timesteps", "3", "--calib-images", "32", "--eval-images", "40",
+        tmp_path, "--model", "ms_resnet20", "--data", "digits", "--levels", "4", "--max-spikes",
+        "1", "--timesteps", "3", "--calibration-images", "32", "--eval-images", "40",
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -61,10 +64,39 @@ def test_convert_digits_reports_accuracy_at_every_step(tmp_path):
     ],
 )  # fmt: skip
 def test_bad_input_names_the_culprit(tmp_path, capsys, argv, culprit):
-    code, out = _convert(tmp_path, *argv, "--calib-images", "4", "--eval-images", "4")
+    code, out = _convert(tmp_path, *argv, "--calibration-images", "4", "--eval-images", "4")
     assert code == 2
     assert culprit in capsys.readouterr().err
     assert not (out / "report.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("parser", "required", "canonical", "alias"),
+    [
+        (convert.parser, ["--model", "m"], "--output", "--out"),
+        (convert.parser, ["--model", "m", "--output", "o"], "--calibration-images",
+         "--calib-images"),
+        (export.parser, ["dir", "--format", "nir"], "--output", "--out"),
+    ],
+)  # fmt: skip
+def test_flag_aliases_parse_like_the_canonical_names(parser, required, canonical, alias):
+    args = parser().parse_args([*required, canonical, "12"])
+    assert parser().parse_args([*required, alias, "12"]) == args
+    assert str(getattr(args, canonical.removeprefix("--").replace("-", "_"))) == "12"
+
+
+def test_export_takes_the_nir_output_kind_apart_from_the_output_file():
+    args = export.parser().parse_args(["d", "--format", "nir", "--out", "m.nir",
+                                       "--nir-output", "spikes"])  # fmt: skip
+    assert (str(args.output), args.nir_output) == ("m.nir", "spikes")
+
+
+def test_export_refuses_the_old_nir_output_spelling(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([str(tmp_path), "--format", "nir", "--out", "m.nir", "--output", "spikes"])
+    assert exit_info.value.code == 2
+    assert "--nir-output spikes" in capsys.readouterr().err
+    assert not (Path.cwd() / "spikes").exists()
 
 
 def test_checkpoint_of_another_architecture_or_class_count(tmp_path, capsys):

@@ -140,7 +140,7 @@ def test_failed_stage_names_itself_and_keeps_earlier_outputs(copy_of):
 
 @pytest.mark.slow
 def test_demo_command_reports_a_finished_run(copy_of, capsys):
-    assert demo.main(["--out", str(copy_of), "--no-progress", *SHRUNK]) == 0
+    assert demo.main(["--output", str(copy_of), "--no-progress", *SHRUNK]) == 0
     out = capsys.readouterr().out
     assert "done before" in out and "SNN, final" in out
 
@@ -178,6 +178,16 @@ def test_broken_recipe_file_names_the_key(tmp_path):
 def test_cli_reports_a_broken_config_with_exit_code_2(capsys):
     assert run_command.main(["--recipe", "digits", "--dry-run", "distill.max_epoch=1"]) == 2
     assert "'distill.max_epoch'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("prog", "required"), [("multispike run", ["--recipe", "digits"]), ("multispike demo", [])]
+)
+def test_out_is_an_alias_of_output(prog, required):
+    parser = run_command.parser(prog, recipe=bool(required))
+    args = parser.parse_args([*required, "--output", "runs/x", "calibrate.levels=8"])
+    assert parser.parse_args([*required, "--out", "runs/x", "calibrate.levels=8"]) == args
+    assert args.output == Path("runs/x") and args.overrides == ["calibrate.levels=8"]
 
 
 def test_overrides_reach_the_config():
