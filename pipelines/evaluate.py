@@ -349,10 +349,12 @@ def evaluate(
     multi = SNNConfig(max_spikes or levels, timesteps)
     binary = SNNConfig(1, binary_timesteps or levels)
     snn = to_snn(qann, multi.max_spikes, multi.timesteps).eval()
-    bsnn = to_snn(qann, 1, binary.timesteps).eval()
-    summary, (main, bin_run) = _run(loader, ann, qann, [snn, bsnn], True, progress, "evaluate")
-    main = _with_energy(main, costs, multi.label)
-    bin_run = _with_energy(bin_run, costs, binary.label)
+    same = binary == multi  # a binary SNN evaluated as itself: one run serves both roles
+    bsnn = snn if same else to_snn(qann, 1, binary.timesteps).eval()
+    summary, runs = _run(loader, ann, qann, [snn] if same else [snn, bsnn], True, progress,
+                         "evaluate")  # fmt: skip
+    main = _with_energy(runs[0], costs, multi.label)
+    bin_run = main if same else _with_energy(runs[1], costs, binary.label)
     for key in ("top1_at_t", "top5_at_t", "agreement_with_qann", "agreement_with_qann_at_t",
                 "max_abs_logit_diff"):  # fmt: skip
         summary[f"snn.{key}"] = main[key]
@@ -366,7 +368,7 @@ def evaluate(
         "ann_energy": energy(analog_counts(reference, input_shape), costs),
         "costs": costs.to_dict(),
     }
-    sweep_runs = [main, bin_run]
+    sweep_runs = [main] if same else [main, bin_run]
     for config in sweep:
         if config in (multi, binary):
             continue
@@ -389,13 +391,19 @@ def evaluate(
     binaries = [r for r in result["sweep"] if r["max_spikes"] == 1]
     result["matched_energy"] = [matched_energy_ratio(m, binaries) for m in multis]
     if noise:
-        models = {"ann": ann, "qann": qann, "snn": snn, "binary": bsnn}
+        models = {"ann": ann, "qann": qann, "snn": snn, "binary": None if same else bsnn}
         models = {k: v for k, v in models.items() if v is not None}
         result["robustness"] = robustness(models, noise_loader or loader, noise, progress=progress)
     return result
 
 
 # --------------------------------------------------------------------------- report files
+
+
+def spiking_runs(metrics: dict) -> list[dict]:
+    """The multi-level SNN's run and the binary one's, once when they are the same SNN."""
+    main, binary = metrics["snn"], metrics["binary"]
+    return [main] if binary["label"] == main["label"] else [main, binary]
 
 
 def _pct(value: float | None) -> str:
@@ -415,7 +423,7 @@ def _accuracy_section(metrics: dict) -> list[str]:
         f"max |logit difference| {main.get('max_abs_logit_diff', float('nan')):.3g}"
     )
     lines = ["## Accuracy (top-1 %, prediction = mean of the outputs of steps 1..t)", "", head, ""]
-    for run in (main, metrics["binary"]):
+    for run in spiking_runs(metrics):
         steps = run["top1_at_t"]
         lines += _table(
             ["SNN", *(f"t={t}" for t in steps)], [[run["label"], *map(_pct, steps.values())]]
@@ -426,7 +434,7 @@ def _accuracy_section(metrics: dict) -> list[str]:
 def _energy_section(metrics: dict) -> list[str]:
     costs = {**metrics["costs"]["ops_pj"], **metrics["costs"]["memory_pj"]}
     runs = [("ANN (dense MACs)", metrics["ann_energy"])]
-    runs += [(f"SNN {r['label']}", r["energy"]) for r in (metrics["snn"], metrics["binary"])]
+    runs += [(f"SNN {r['label']}", r["energy"]) for r in spiking_runs(metrics)]
     lines = ["## Energy per image (µJ)", "", "Costs (pJ): "]
     lines[-1] += ", ".join(f"{k} {v:g}" for k, v in costs.items()) + "."
     lines += [""] + _table(
@@ -493,7 +501,7 @@ def render_markdown(metrics: dict) -> str:
     lines = ["# Evaluation report", "", f"Images: {main['images']}. QANN levels L = "]
     lines[-1] += f"{metrics['levels']}. Energy model: DESIGN.md §6, {metrics['costs']['source']}."
     lines += ["", *_accuracy_section(metrics), *_energy_section(metrics), "## Per layer", ""]
-    lines += _layer_section(main) + _layer_section(metrics["binary"])
+    lines += [line for run in spiking_runs(metrics) for line in _layer_section(run)]
     if metrics.get("sweep"):
         lines += ["## Accuracy against energy", ""]
         lines += _table(

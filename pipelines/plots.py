@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .evaluate import spiking_runs  # noqa: E402
+
 __all__ = ["PLOTS", "write_plots"]
 
 
@@ -18,8 +20,7 @@ def _steps(values: dict) -> tuple[list[int], list[float]]:
 
 
 def accuracy_vs_t(metrics: dict, ax) -> None:
-    for key in ("snn", "binary"):
-        run = metrics[key]
+    for run in spiking_runs(metrics):
         ax.plot(*_steps(run["top1_at_t"]), marker="o", label=f"SNN {run['label']}")
     for key, style in (("ann.top1", "--"), ("qann.top1", ":")):
         if key in metrics:
@@ -39,7 +40,7 @@ def _bars(ax, layer_values: list[dict[str, float]], labels: list[str], ylabel: s
 
 
 def activity_per_layer(metrics: dict, ax) -> None:
-    runs = [metrics["snn"], metrics["binary"]]
+    runs = spiking_runs(metrics)
     values = [
         {n: a["events_per_neuron_step"] for n, a in r["activity"]["neurons"].items()} for r in runs
     ]
@@ -48,7 +49,7 @@ def activity_per_layer(metrics: dict, ax) -> None:
 
 
 def energy_per_layer(metrics: dict, ax) -> None:
-    runs = [metrics["snn"], metrics["binary"]]
+    runs = spiking_runs(metrics)
     values = [{n: e["total"] / 1e3 for n, e in r["energy"]["layers"].items()} for r in runs]
     _bars(ax, values, [f"SNN {r['label']}" for r in runs], "energy per image (nJ, with memory)")
     ax.set_title("Energy per layer")
@@ -77,8 +78,7 @@ def accuracy_vs_energy(metrics: dict, ax) -> None:
 
 
 def latency_histogram(metrics: dict, ax) -> None:
-    for key in ("snn", "binary"):
-        run = metrics[key]
+    for run in spiking_runs(metrics):
         pairs = sorted((int(t), c) for t, c in run["latency"]["histogram"].items())
         steps, counts = [t for t, _ in pairs], [c for _, c in pairs]
         total = max(sum(counts), 1)

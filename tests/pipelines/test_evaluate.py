@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from multispike.convert import calibrate, to_snn
 from multispike.pipelines.commands.evaluate import main as evaluate_main
+from multispike.pipelines.commands.evaluate import parser as evaluate_parser
 from multispike.pipelines.evaluate import (
     SNNConfig,
     accuracy_summary,
@@ -136,6 +137,22 @@ def test_report_files_and_valid_pngs(setup, tmp_path):
             assert image.format == "PNG"
 
 
+def test_a_binary_snn_is_evaluated_once_as_both_roles(setup, tmp_path):
+    ann, qann, loader = setup
+    metrics = evaluate(ann, qann, loader, max_spikes=1, timesteps=4, binary_timesteps=4,
+                       noise=(0.0,), progress=False)  # fmt: skip
+    reference = evaluate(ann, qann, loader, max_spikes=2, timesteps=1, binary_timesteps=4,
+                         noise=(0.0,), progress=False)  # fmt: skip
+    assert metrics["binary"] is metrics["snn"]
+    assert metrics["snn"]["top1_at_t"] == reference["binary"]["top1_at_t"]
+    assert metrics["snn"]["energy"] == reference["binary"]["energy"]
+    assert [r["label"] for r in metrics["sweep"]] == ["N=1,T=4"]
+    assert set(metrics["robustness"]) == {"ann", "qann", "snn"}
+    write_report(metrics, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("### SNN N=1,T=4") == report.count("| SNN N=1,T=4 |") == 1
+
+
 def test_snn_config_parse_errors():
     assert SNNConfig.parse("8x2") == SNNConfig(8, 2)
     with pytest.raises(ValueError, match="NxT"):
@@ -152,13 +169,24 @@ def test_cli_errors_are_clear(capsys, tmp_path):
         evaluate_main(["--model", "x", "--data", "random", "--sweep", "4", "--output", "o"])
 
 
+@pytest.mark.parametrize(
+    ("canonical", "alias"),
+    [("--eval-images", "--limit"), ("--calibration-images", "--calib-images")],
+)
+def test_cli_flag_aliases_parse_like_the_canonical_names(canonical, alias):
+    required = ["--data", "random", "--output", "o"]
+    args = evaluate_parser().parse_args([*required, canonical, "12"])
+    assert evaluate_parser().parse_args([*required, alias, "12"]) == args
+    assert getattr(args, canonical.removeprefix("--").replace("-", "_")) == 12
+
+
 @pytest.mark.slow
 def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path):
     need_data("cifar10/cifar10-full.npz")
     weights = sorted(need_data("weights/akamaster-cifar10-resnet").glob("resnet20-*.th"))[0]
     code = evaluate_main(
         ["--model", "ms_resnet20", "--checkpoint", str(weights), "--data", "cifar10",
-         "--limit", "16", "--batch-size", "16", "--levels", "8", "--calibration-images", "32",
+         "--eval-images", "16", "--batch-size", "16", "--levels", "8", "--calibration-images", "32",
          "--binary-timesteps", "2",
          "--noise", "0", "--noise-images", "8", "--output", str(tmp_path), "--no-progress"]
     )  # fmt: skip
