@@ -28,6 +28,7 @@ from multispike.convert import calibrate, to_snn
 from multispike.distill.data import CIFAR10DataModule
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, timm_model
+from multispike.pipelines import save
 
 
 @torch.no_grad()
@@ -58,6 +59,12 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
     return system.student.cpu(), time.perf_counter() - start
 
 
+def save_student(snn: nn.Module, save_dir: Path | None, name: str) -> None:
+    """Write a distilled SNN as a model directory for ``multispike evaluate --model-dir``."""
+    if save_dir is not None:
+        save(snn, save_dir / name, model_name="ms_resnet20")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="*", default=[2, 4, 8])
@@ -69,6 +76,12 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--calibration-images", type=int, default=2048)
+    parser.add_argument("--per-channel", action="store_true", help="one threshold per channel")
+    parser.add_argument("--method", default="percentile", choices=["percentile", "mse"])
+    parser.add_argument(
+        "--save-dir", type=Path, default=None,
+        help="save every distilled SNN here (multispike.pipelines.save), one directory each",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -98,7 +111,10 @@ def main() -> None:
     print(rows[-1], flush=True)
     qanns = {}
     for levels in sorted(set(args.levels) | set(args.binary_steps)):
-        qanns[levels] = calibrate(teacher, calib, levels, progress=False)
+        qanns[levels] = calibrate(
+            teacher, calib, levels, per_channel=args.per_channel, method=args.method,
+            progress=False,
+        )  # fmt: skip
     for levels in args.levels:
         qann = qanns[levels]
         rows.append({"model": f"QANN L={levels} calibrated (= SNN T=1 N={levels})",
@@ -107,6 +123,7 @@ def main() -> None:
         snn, seconds = distill(teacher, to_snn(qann), Stage("snn", timesteps=1), data, args)
         rows.append({"model": f"SNN T=1 N=L={levels} distilled", "top1": top1(snn, images, labels),
                      "train_seconds": round(seconds, 1)})  # fmt: skip
+        save_student(snn, args.save_dir, f"snn_L{levels}_N{levels}_T1")
         print(rows[-1], flush=True)
     for steps in args.binary_steps:
         binary = to_snn(copy.deepcopy(qanns[steps]), max_spikes=1, timesteps=steps)
@@ -119,9 +136,10 @@ def main() -> None:
         rows.append({"model": f"binary SNN N=1 T={steps} distilled", "top1": accuracy,
                      "train_seconds": round(seconds, 1)})  # fmt: skip
         print(rows[-1], flush=True)
+        save_student(snn, args.save_dir, f"snn_L{steps}_N1_T{steps}")
 
     record = {
-        "settings": vars(args) | {"json": str(args.json)},
+        "settings": vars(args) | {"json": str(args.json), "save_dir": str(args.save_dir)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"cuda={torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
         "rows": rows,
