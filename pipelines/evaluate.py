@@ -10,6 +10,9 @@ Definitions:
 - prediction after ``t`` steps: argmax of the mean of the SNN's first ``t`` outputs;
 - latency of an image: the first ``t`` from which the prediction no longer changes up to
   ``T`` (1 when it never changes);
+- SNN–QANN agreement: the QANN on exactly the SNN's input (for event data: the frames the SNN
+  sees, re-binned to its steps, logits averaged), so ``T = 1, N = L`` agrees bit for bit;
+  the QANN's own accuracy is on all ``F`` frames, like the ANN's;
 - Gaussian noise ``σ``: ``x + σ·ε``, ``ε ~ N(0, 1)``, on the normalised input; event noise
   ``p``: one spurious event added to every pixel of every frame with probability ``p``.
 """
@@ -129,8 +132,14 @@ class _SNNRun:
         self.monitor = ActivityMonitor(snn) if monitor else None
 
     @torch.no_grad()
-    def update(self, x: Tensor, y: Tensor, reference: Tensor | None) -> None:
-        out = self.snn(student_input(x, None, self.steps)).cpu()
+    def update(self, x: Tensor, y: Tensor, reference: Tensor | None, qann: nn.Module) -> None:
+        """One batch; ``reference`` (the QANN's logits on ``x``) is recomputed on the SNN's
+        own frames for event data."""
+        x_snn = student_input(x, None, self.steps)
+        out = self.snn(x_snn).cpu()
+        if reference is not None and x.dim() == 5:
+            frames = x_snn if x_snn.dim() == 4 else x_snn.transpose(0, 1)
+            reference = teacher_logits(qann, frames).cpu()
         if self.top5 is None:
             self.top5 = StepAccuracy(self.steps, top_k=min(5, out.shape[-1]))
         self.top1.update(out, y)
@@ -200,7 +209,7 @@ def _run(
                     _classifier_run(ann, x, y, ann_m)
                 reference = _classifier_run(qann, x, y, qann_m)
                 for run in runs:
-                    run.update(x, y, reference)
+                    run.update(x, y, reference, qann)
     finally:
         for run in runs:
             if run.monitor is not None:

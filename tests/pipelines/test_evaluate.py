@@ -153,6 +153,28 @@ def test_a_binary_snn_is_evaluated_once_as_both_roles(setup, tmp_path):
     assert report.count("### SNN N=1,T=4") == report.count("| SNN N=1,T=4 |") == 1
 
 
+def test_event_data_agreement_is_with_the_qann_on_the_snns_own_frames():
+    torch.manual_seed(0)
+    ann = nn.Sequential(
+        nn.Conv2d(2, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+    frames = torch.poisson(torch.full((16, 3, 2, 8, 8), 0.7))  # (B, F, C, H, W) event counts
+    loader = DataLoader(TensorDataset(frames, torch.randint(0, 4, (16,))), batch_size=8)
+    qann = calibrate(ann, [frames.flatten(0, 1)], levels=4, progress=False)
+    one_step = evaluate(ann, qann, loader, binary_timesteps=3, noise=(), progress=False)
+    assert one_step["snn"]["max_abs_logit_diff"] == 0.0  # T = 1: the 3 frames summed
+    assert one_step["snn"]["agreement_with_qann"] == 1.0
+    # the QANN's own accuracy stays the per-frame average over all F frames
+    per_frame = qann(frames.flatten(0, 1)).view(16, 3, -1).mean(1)
+    summed = qann(frames.sum(1))
+    assert not torch.equal(per_frame.argmax(-1), summed.argmax(-1))
+    three_steps = evaluate(ann, qann, loader, timesteps=3, binary_timesteps=3, noise=(),
+                           progress=False)  # fmt: skip
+    assert three_steps["qann.top1"] == one_step["qann.top1"]
+    assert 0.0 <= three_steps["snn"]["agreement_with_qann"] <= 1.0
+
+
 def test_snn_config_parse_errors():
     assert SNNConfig.parse("8x2") == SNNConfig(8, 2)
     with pytest.raises(ValueError, match="NxT"):
