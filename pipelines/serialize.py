@@ -38,6 +38,7 @@ __all__ = [
     "ModelFileError",
     "TRANSFORMS",
     "WEIGHTS_FILE",
+    "conversion_meta",
     "load",
     "register_transform",
     "replay_transforms",
@@ -117,7 +118,7 @@ def save(
     Returns:
         The directory.
     """
-    meta = _meta_of(model)
+    meta = conversion_meta(model)
     if not timm.is_model(model_name):
         raise ValueError(
             f"model_name {model_name!r} is not a registered timm model: pass the name the "
@@ -158,7 +159,12 @@ def save(
     return directory
 
 
-def _meta_of(model: nn.Module) -> dict[str, Any]:
+def conversion_meta(model: nn.Module) -> dict[str, Any]:
+    """The conversion record of a QANN or SNN (``levels``, ``input_shape``, ...).
+
+    Raises:
+        TypeError: ``model`` is neither a QANN nor a SpikingNetwork.
+    """
     net = model.net if isinstance(model, SpikingNetwork) else model
     meta = getattr(net, "meta", {}).get("multispike") if isinstance(net, fx.GraphModule) else None
     if meta is None:

@@ -7,7 +7,10 @@ Recipes (``multispike.pipelines.recipes/distill/*.yaml``) name the teacher by re
 (``class_path: multispike.distill.students.timm_model``), the DataModule, the student's
 levels and the stage schedule of :class:`~multispike.distill.module.StepwiseDistillation`.
 Every run saves its resolved config next to its logs; CSV logs (and TensorBoard when
-installed) and checkpoints on the final-step top-1 are on by default.
+installed) and checkpoints on the final-step top-1 are on by default. The distilled student
+ends as a model directory in ``<log dir>/student`` (``--save_student.dirpath DIR``; see
+:class:`~multispike.pipelines.callbacks.SaveStudent`), ready for ``multispike evaluate
+--model-dir`` and ``multispike export``.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from multispike.distill.callbacks import (
     default_loggers,
 )
 from multispike.distill.module import StepwiseDistillation
+from multispike.pipelines.callbacks import SaveStudent
 
 __all__ = ["DistillCLI", "main"]
 
 
 class DistillCLI(LightningCLI):
     """LightningCLI with ``--ckpt_path`` (resume), ``--test`` (test the final student), and
-    two callbacks always on: ``checkpoint`` (ModelCheckpoint on ``val/top1``, best and last)
-    and ``activity`` (:class:`~multispike.distill.callbacks.SpikeActivityLogger`)."""
+    three callbacks always on: ``checkpoint`` (ModelCheckpoint on ``val/top1``, best and last),
+    ``activity`` (:class:`~multispike.distill.callbacks.SpikeActivityLogger`) and
+    ``save_student`` (:class:`~multispike.pipelines.callbacks.SaveStudent`)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -37,6 +42,7 @@ class DistillCLI(LightningCLI):
             {f"checkpoint.{k}": v for k, v in CHECKPOINT_ON_FINAL_STEP_TOP1.items()}
         )
         parser.add_lightning_class_args(SpikeActivityLogger, "activity")
+        parser.add_lightning_class_args(SaveStudent, "save_student")
         parser.add_argument(
             "--ckpt_path", type=str | None, default=None,
             help="resume from this checkpoint (e.g. <run>/checkpoints/last.ckpt)",

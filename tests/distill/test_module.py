@@ -244,9 +244,11 @@ def test_cli_names_a_bad_option(capsys):
 
 @pytest.mark.slow
 def test_cli_fits_the_nmnist_recipe(need_data, tmp_path, monkeypatch):
-    """The N-MNIST recipe end to end (one batch): pretrained teacher, 3 frames → 1-step SNN."""
+    """The N-MNIST recipe end to end (one batch): pretrained teacher, 3 frames → 1-step SNN,
+    saved as a model directory (no logger under fast_dev_run: ``<cwd>/student``)."""
     need_data("nmnist/train1K.txt")
     from multispike.pipelines.commands.distill import main
+    from multispike.pipelines.serialize import load
 
     monkeypatch.chdir(tmp_path)
     recipe = next(p for p in RECIPES if p.stem == "nmnist")
@@ -263,3 +265,6 @@ def test_cli_fits_the_nmnist_recipe(need_data, tmp_path, monkeypatch):
         "8",
     ]
     assert main(args) == 0
+    student = load(tmp_path / "student")
+    assert isinstance(student, SpikingNetwork) and student.timesteps == 1
+    assert student.input_shape == (2, 34, 34)

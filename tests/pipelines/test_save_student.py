@@ -1,0 +1,94 @@
+"""SaveStudent: a distillation fit ends with a model directory that rebuilds the student."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import timm
+import torch
+from torch import nn
+
+import multispike.zoo  # noqa: F401  (registers ms_resnet20)
+from multispike.convert import SpikingNetwork
+from multispike.distill.data import DigitsDataModule
+from multispike.distill.module import StepwiseDistillation
+from multispike.distill.students import Stage
+from multispike.pipelines.callbacks import SaveStudent
+from multispike.pipelines.serialize import CONFIG_FILE, load
+
+STAGES = {
+    "snn": [Stage("qann", epochs=1), Stage("snn", timesteps=2, max_spikes=2)],
+    "qann": [Stage("qann")],
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on shared 2-core machines more threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trainer(tmp_path, callback: SaveStudent, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=tmp_path, callbacks=[callback], **kwargs,
+    )  # fmt: skip
+
+
+def _teacher() -> nn.Module:
+    return timm.create_model("ms_resnet20", num_classes=10, in_chans=1).eval()
+
+
+@pytest.mark.parametrize("kind", ["snn", "qann"])
+def test_fit_writes_a_directory_that_rebuilds_the_student(tmp_path, kind):
+    system = StepwiseDistillation(_teacher(), stages=STAGES[kind], levels=2, calibration_images=32)
+    trainer = _trainer(tmp_path, SaveStudent(), max_epochs=2, limit_train_batches=1,
+                       limit_val_batches=0)  # fmt: skip
+    trainer.fit(system, DigitsDataModule(batch_size=16))
+    student = system.student
+    assert isinstance(student, SpikingNetwork) == (kind == "snn")
+
+    directory = tmp_path / "student"  # no logger: <default_root_dir>/student
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    assert config["kind"] == kind
+    assert config["architecture"]["model_name"] == "ms_resnet20"
+    assert config["architecture"]["model_kwargs"] == {"num_classes": 10, "in_chans": 1}
+    rebuilt = load(directory)
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), student.eval()(x))
+    if kind == "snn":
+        assert rebuilt.timesteps == 2
+
+
+def test_explicit_dirpath_name_and_kwargs_and_only_rank_zero_writes(tmp_path):
+    system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], levels=2,
+                                  calibration_images=16)  # fmt: skip
+    kwargs = {"num_classes": 10, "in_chans": 1}
+    callback = SaveStudent(str(tmp_path / "out"), model_name="ms_resnet20", model_kwargs=kwargs)
+    _trainer(tmp_path, callback, max_steps=1, limit_val_batches=0).fit(
+        system, DigitsDataModule(batch_size=16)
+    )
+    assert (tmp_path / "out" / CONFIG_FILE).is_file()
+    assert not (tmp_path / "student").exists()
+    shutil.rmtree(tmp_path / "out")
+    callback.on_fit_end(SimpleNamespace(is_global_zero=False), system)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_without_a_timm_name_fails_before_training(tmp_path):
+    teacher = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    system = StepwiseDistillation(teacher, stages=STAGES["qann"], levels=2, calibration_images=16)
+    trainer = _trainer(tmp_path, SaveStudent(), max_steps=1, limit_val_batches=0)
+    with pytest.raises(ValueError, match="--save_student.model_name"):
+        trainer.fit(system, DigitsDataModule(batch_size=16))
+    assert trainer.global_step == 0
+    assert not (tmp_path / "student").exists()
