@@ -39,6 +39,16 @@ def need_data():
     return _need_data
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: on shared 2-core machines small batches only
+    gain OpenMP spin-waiting from more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

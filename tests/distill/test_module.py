@@ -51,17 +51,11 @@ def _net() -> nn.Sequential:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on shared 2-core machines more threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def teacher(_one_thread) -> nn.Sequential:
+def teacher(one_thread) -> nn.Sequential:
     """A small CNN trained on the digits train split (3 epochs of Adam, ~2 s; ~89% val)."""
     torch.manual_seed(0)
     model = _net()
