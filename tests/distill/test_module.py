@@ -96,33 +96,41 @@ def _val_top1(student: nn.Module) -> float:
     return (out.argmax(-1) == y[1400:]).float().mean().item()
 
 
-def test_one_training_step_lowers_the_loss(teacher):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_one_training_step_lowers_the_loss(teacher, precision):
     x, y = _digits()
     batch = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=256)  # the same batch twice
     qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
     student = to_snn(qann, timesteps=2)
     system = StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.005)
     losses = Losses()
-    _trainer(max_steps=2, limit_val_batches=0, callbacks=[losses]).fit(system, batch)
+    trainer = _trainer(max_steps=2, limit_val_batches=0, callbacks=[losses], precision=precision)
+    trainer.fit(system, batch)
     assert losses.losses[1] < losses.losses[0]
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["fp32", "bf16-autocast"])
 @pytest.mark.parametrize("kind", ["qann", "snn"])
-def test_gradients_reach_every_threshold(teacher, kind):
+def test_gradients_reach_every_threshold(teacher, kind, mixed):
+    """Also under autocast (what Lightning's ``precision="bf16-mixed"``/``"16-mixed"`` runs)."""
     x, y = _digits()
     qann = calibrate(teacher, [x[:256]], levels=4, per_channel=True, progress=False)
     student = qann if kind == "qann" else to_snn(qann, max_spikes=2, timesteps=3)
     system = StepwiseDistillation(teacher, student=student)
-    out = system(x[:128])
-    assert out.shape == ((1 if kind == "qann" else 3), 128, 10)
     from multispike.distill.losses import stepwise_distillation_loss
 
-    stepwise_distillation_loss(out, teacher(x[:128]), y[:128]).total.backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+        out = system(x[:128])
+        loss = stepwise_distillation_loss(out, teacher(x[:128]), y[:128]).total
+    assert out.shape == ((1 if kind == "qann" else 3), 128, 10)
+    assert out.dtype == (torch.bfloat16 if mixed else torch.float32) and loss.isfinite()
+    loss.backward()
     layers = quantizers(student) if kind == "qann" else neurons(student)
     assert len(layers) == 3
     for name, layer in layers.items():
         assert layer.threshold.grad is not None, name
-        assert layer.threshold.grad.abs().sum() > 0, name
+        assert layer.threshold.grad.dtype == torch.float32, name
+        assert layer.threshold.grad.isfinite().all() and layer.threshold.grad.abs().sum() > 0, name
     assert all(p.grad is None for p in teacher.parameters())
 
 
