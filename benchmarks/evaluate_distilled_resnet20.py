@@ -7,7 +7,8 @@ Reads the model directories written by ``benchmarks/distill_cifar10_resnet20.py 
 undistilled binary run beside a multi-level one) that reaches its top-1 within 0.5 point::
 
     python benchmarks/evaluate_distilled_resnet20.py --models runs/distill_full/models \\
-        --eval-images 10000 --noise-images 500 [--only snn_L8_N8_T1 ...] [--summary-only]
+        --eval-images 10000 --noise-images 500 [--only snn_L8_N8_T1 ...] [--summary-only] \\
+        [--sweep 1x16,1x32 --sweep-images 1000]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def evaluate_dir(model_dir: Path, out: Path, args: argparse.Namespace) -> None:
         "--noise-images", str(args.noise_images), "--batch-size", "250",
         "--output", str(out), "--no-progress",
     ]  # fmt: skip
+    if args.sweep:
+        argv += ["--sweep", args.sweep, "--sweep-images", str(args.sweep_images)]
     start = time.perf_counter()
     if evaluate_main(argv) != 0:
         raise SystemExit(f"evaluate failed for {model_dir}")
@@ -62,6 +65,14 @@ def summary(reports: dict[str, dict]) -> str:
             )
             entry = {"label": f"{name} {run['label']}", "top1": run["top1"], "energy": energy}
             (multi if run["max_spikes"] > 1 else binary).append(entry)
+        for r in m.get("sweep", [])[len(runs) :]:  # extra (N, T) of the same thresholds
+            rows.append(
+                f"| {name} | {r['label']} | no (same λ) | {r['images']} | {100 * r['top1']:.2f} | "
+                f"{r['synops']:.3g} | | | | {r['energy']['ops'] / 1e6:.2f} / "
+                f"{r['energy']['total'] / 1e6:.2f} |"
+            )
+            entry = {"label": f"{name} {r['label']}", "top1": r["top1"], "energy": r["energy"]}
+            (multi if r["max_spikes"] > 1 else binary).append(entry)
         noise = m.get("robustness", {})
         notes.append(f"{name} robustness (σ: top-1 %): " + "; ".join(
             f"{model} " + ", ".join(f"{float(s):g}: {100 * a:.1f}" for s, a in by.items())
@@ -90,6 +101,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="model directory names")
     parser.add_argument("--eval-images", type=int, default=10000)
     parser.add_argument("--noise-images", type=int, default=500)
+    parser.add_argument("--sweep", default="", help="extra NxT of each model's thresholds")
+    parser.add_argument("--sweep-images", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/evaluate_distilled"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summary-only", action="store_true", help="only summarise reports")
