@@ -8,13 +8,14 @@ T. All next to the ANN. Full schedule (GPU advised)::
     python benchmarks/distill_cifar10_resnet20.py --epochs 30 --json runs/distill_r20.json
 
 Reduced schedules (``--train-batches``, ``--test-images``) are for smoke runs on a CPU; the
-JSON records every setting and the wall time of each run.
+JSON records every setting and the wall time of each run. ``--save-dir DIR`` keeps every
+distilled SNN (``snn_L{L}_N{N}_T{T}``); ``--init-dir DIR`` continues from them with a new
+schedule instead of calibrating.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import time
@@ -28,7 +29,7 @@ from multispike.convert import calibrate, to_snn
 from multispike.distill.data import CIFAR10DataModule
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, timm_model
-from multispike.pipelines import save
+from multispike.pipelines import load, save
 
 
 @torch.no_grad()
@@ -79,6 +80,10 @@ def main() -> None:
     parser.add_argument("--per-channel", action="store_true", help="one threshold per channel")
     parser.add_argument("--method", default="percentile", choices=["percentile", "mse"])
     parser.add_argument(
+        "--init-dir", type=Path, default=None,
+        help="continue from the SNNs a previous --save-dir holds instead of calibrating",
+    )  # fmt: skip
+    parser.add_argument(
         "--save-dir", type=Path, default=None,
         help="save every distilled SNN here (multispike.pipelines.save), one directory each",
     )  # fmt: skip
@@ -109,37 +114,31 @@ def main() -> None:
 
     rows: list[dict] = [{"model": "ANN", "top1": top1(teacher, images, labels)}]
     print(rows[-1], flush=True)
-    qanns = {}
-    for levels in sorted(set(args.levels) | set(args.binary_steps)):
-        qanns[levels] = calibrate(
-            teacher, calib, levels, per_channel=args.per_channel, method=args.method,
-            progress=False,
-        )  # fmt: skip
-    for levels in args.levels:
-        qann = qanns[levels]
-        rows.append({"model": f"QANN L={levels} calibrated (= SNN T=1 N={levels})",
-                     "top1": top1(qann, images, labels)})  # fmt: skip
+    configs = [(lv, lv, 1) for lv in args.levels] + [(t, 1, t) for t in args.binary_steps]
+    for levels, spikes, steps in configs:
+        name = f"snn_L{levels}_N{spikes}_T{steps}"
+        kind = (f"SNN T=1 N=L={levels}" if spikes > 1
+                else f"binary SNN N=1 T={steps} (from L={levels})")  # fmt: skip
+        if args.init_dir is not None:
+            student, origin = load(args.init_dir / name), f"start: {args.init_dir / name}"
+        else:
+            qann = calibrate(
+                teacher, calib, levels, per_channel=args.per_channel, method=args.method,
+                progress=False,
+            )  # fmt: skip
+            student, origin = to_snn(qann, max_spikes=spikes, timesteps=steps), "calibrated"
+        rows.append({"model": f"{kind} {origin}", "top1": top1(student, images, labels)})
         print(rows[-1], flush=True)
-        snn, seconds = distill(teacher, to_snn(qann), Stage("snn", timesteps=1), data, args)
-        rows.append({"model": f"SNN T=1 N=L={levels} distilled", "top1": top1(snn, images, labels),
-                     "train_seconds": round(seconds, 1)})  # fmt: skip
-        save_student(snn, args.save_dir, f"snn_L{levels}_N{levels}_T1")
-        print(rows[-1], flush=True)
-    for steps in args.binary_steps:
-        binary = to_snn(copy.deepcopy(qanns[steps]), max_spikes=1, timesteps=steps)
-        rows.append({"model": f"binary SNN N=1 T={steps} calibrated (from L={steps})",
-                     "top1": top1(binary, images, labels)})  # fmt: skip
-        print(rows[-1], flush=True)
-        stage = Stage("snn", timesteps=steps, max_spikes=1)
-        snn, seconds = distill(teacher, binary, stage, data, args)
-        accuracy = top1(snn, images, labels)
-        rows.append({"model": f"binary SNN N=1 T={steps} distilled", "top1": accuracy,
+        stage = Stage("snn", timesteps=steps, max_spikes=spikes)
+        snn, seconds = distill(teacher, student, stage, data, args)
+        rows.append({"model": f"{kind} distilled", "top1": top1(snn, images, labels),
                      "train_seconds": round(seconds, 1)})  # fmt: skip
         print(rows[-1], flush=True)
-        save_student(snn, args.save_dir, f"snn_L{steps}_N1_T{steps}")
+        save_student(snn, args.save_dir, name)
 
     record = {
-        "settings": vars(args) | {"json": str(args.json), "save_dir": str(args.save_dir)},
+        "settings": vars(args)
+        | {k: str(getattr(args, k)) for k in ("json", "save_dir", "init_dir")},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"cuda={torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
         "rows": rows,
