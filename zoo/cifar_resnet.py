@@ -23,7 +23,7 @@ from torch import nn
 
 from .checkpoints import build_zoo_model
 
-__all__ = ["BasicBlock", "CifarResNet", "PadShortcut"]
+__all__ = ["BasicBlock", "CifarResNet", "PadShortcut", "akamaster_cfg", "cifar_cfg"]
 
 AKAMASTER_MEAN = (0.485, 0.456, 0.406)
 AKAMASTER_STD = (0.229, 0.224, 0.225)
@@ -209,7 +209,8 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNe
     return build_zoo_model(CifarResNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
-def _cfg(url: str = "", **kwargs: Any) -> dict[str, Any]:
+def cifar_cfg(url: str = "", **kwargs: Any) -> dict[str, Any]:
+    """timm pretrained config of a CIFAR-10 model (32×32 input, CIFAR-10 mean/std)."""
     return {
         "url": url,
         "num_classes": 10,
@@ -225,8 +226,9 @@ def _cfg(url: str = "", **kwargs: Any) -> dict[str, Any]:
     }
 
 
-def _akamaster(file: str) -> dict[str, Any]:
-    return _cfg(
+def akamaster_cfg(file: str) -> dict[str, Any]:
+    """Pretrained config of one of akamaster's CIFAR-10 ResNet checkpoints (its own mean/std)."""
+    return cifar_cfg(
         url=AKAMASTER_URL + file,
         mean=AKAMASTER_MEAN,
         std=AKAMASTER_STD,
@@ -238,12 +240,12 @@ def _akamaster(file: str) -> dict[str, Any]:
 
 default_cfgs = generate_default_cfgs(
     {
-        "ms_resnet20.akamaster_cifar10": _akamaster("resnet20-12fca82f.th"),
-        "ms_resnet32.akamaster_cifar10": _akamaster("resnet32-d509ac18.th"),
-        "ms_resnet44.akamaster_cifar10": _akamaster("resnet44-014dd654.th"),
-        "ms_resnet56.akamaster_cifar10": _akamaster("resnet56-4bfd9763.th"),
-        "ms_resnet18_cifar": _cfg(pool_size=(4, 4)),
-        "ms_resnet19_cifar": _cfg(pool_size=(8, 8)),
+        "ms_resnet20.akamaster_cifar10": akamaster_cfg("resnet20-12fca82f.th"),
+        "ms_resnet32.akamaster_cifar10": akamaster_cfg("resnet32-d509ac18.th"),
+        "ms_resnet44.akamaster_cifar10": akamaster_cfg("resnet44-014dd654.th"),
+        "ms_resnet56.akamaster_cifar10": akamaster_cfg("resnet56-4bfd9763.th"),
+        "ms_resnet18_cifar": cifar_cfg(pool_size=(4, 4)),
+        "ms_resnet19_cifar": cifar_cfg(pool_size=(8, 8)),
     }
 )
 

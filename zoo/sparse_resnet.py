@@ -22,7 +22,7 @@ from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
 from .checkpoints import build_zoo_model
-from .cifar_resnet import BasicBlock, CifarResNet, PadShortcut, _akamaster, _cfg
+from .cifar_resnet import BasicBlock, CifarResNet, PadShortcut, akamaster_cfg, cifar_cfg
 
 __all__ = ["SEWBlock", "SEWResNet", "SparseResNet"]
 
@@ -81,12 +81,12 @@ _RESNET20 = dict(layers=(3, 3, 3))
 
 default_cfgs = generate_default_cfgs(
     {
-        "ms_sparse_resnet20.akamaster_cifar10": _akamaster("resnet20-12fca82f.th"),
-        "ms_sparse_resnet18": _cfg(pool_size=(4, 4)),
-        "ms_sparse_resnet19": _cfg(pool_size=(8, 8)),
-        "ms_sew_resnet20": _cfg(),
-        "ms_sew_resnet18": _cfg(pool_size=(4, 4)),
-        "ms_sew_resnet19": _cfg(pool_size=(8, 8)),
+        "ms_sparse_resnet20.akamaster_cifar10": akamaster_cfg("resnet20-12fca82f.th"),
+        "ms_sparse_resnet18": cifar_cfg(pool_size=(4, 4)),
+        "ms_sparse_resnet19": cifar_cfg(pool_size=(8, 8)),
+        "ms_sew_resnet20": cifar_cfg(),
+        "ms_sew_resnet18": cifar_cfg(pool_size=(4, 4)),
+        "ms_sew_resnet19": cifar_cfg(pool_size=(8, 8)),
     }
 )
 
