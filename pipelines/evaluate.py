@@ -358,12 +358,12 @@ def evaluate(
     multi = SNNConfig(max_spikes or levels, timesteps)
     binary = SNNConfig(1, binary_timesteps or levels)
     snn = to_snn(qann, multi.max_spikes, multi.timesteps).eval()
-    same = binary == multi  # a binary SNN evaluated as itself: one run serves both roles
-    bsnn = snn if same else to_snn(qann, 1, binary.timesteps).eval()
-    summary, runs = _run(loader, ann, qann, [snn] if same else [snn, bsnn], True, progress,
-                         "evaluate")  # fmt: skip
+    # a binary SNN evaluated as itself (binary == multi): its one run serves both roles
+    bsnn = None if binary == multi else to_snn(qann, 1, binary.timesteps).eval()
+    nets = [snn] if bsnn is None else [snn, bsnn]
+    summary, runs = _run(loader, ann, qann, nets, True, progress, "evaluate")
     main = _with_energy(runs[0], costs, multi.label)
-    bin_run = main if same else _with_energy(runs[1], costs, binary.label)
+    bin_run = main if bsnn is None else _with_energy(runs[1], costs, binary.label)
     for key in ("top1_at_t", "top5_at_t", "agreement_with_qann", "agreement_with_qann_at_t",
                 "max_abs_logit_diff"):  # fmt: skip
         summary[f"snn.{key}"] = main[key]
@@ -377,7 +377,7 @@ def evaluate(
         "ann_energy": energy(analog_counts(reference, input_shape), costs),
         "costs": costs.to_dict(),
     }
-    sweep_runs = [main] if same else [main, bin_run]
+    sweep_runs = [main] if bsnn is None else [main, bin_run]
     for config in sweep:
         if config in (multi, binary):
             continue
@@ -400,7 +400,7 @@ def evaluate(
     binaries = [r for r in result["sweep"] if r["max_spikes"] == 1]
     result["matched_energy"] = [matched_energy_ratio(m, binaries) for m in multis]
     if noise:
-        models = {"ann": ann, "qann": qann, "snn": snn, "binary": None if same else bsnn}
+        models = {"ann": ann, "qann": qann, "snn": snn, "binary": bsnn}
         models = {k: v for k, v in models.items() if v is not None}
         result["robustness"] = robustness(models, noise_loader or loader, noise, progress=progress)
     return result
