@@ -60,6 +60,11 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
     return system.student.cpu(), time.perf_counter() - start
 
 
+def name(levels: int, spikes: int, steps: int) -> str:
+    """The model directory name of one configuration, as ``--save-dir`` writes it."""
+    return f"snn_L{levels}_N{spikes}_T{steps}"
+
+
 def save_student(snn: nn.Module, save_dir: Path | None, name: str) -> None:
     """Write a distilled SNN as a model directory for ``multispike evaluate --model-dir``."""
     if save_dir is not None:
@@ -103,6 +108,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.train_batches is not None and args.train_batches > 1:
         args.train_batches = int(args.train_batches)
+    configs = [(lv, lv, 1) for lv in args.levels] + [(t, 1, t) for t in args.binary_steps]
+    if args.init_dir is not None:
+        missing = [
+            str(args.init_dir / name(*c)) for c in configs
+            if not (args.init_dir / name(*c) / "config.json").is_file()
+        ]  # fmt: skip
+        if missing:
+            parser.error(
+                f"--init-dir {args.init_dir} lacks {', '.join(missing)}: choose the models to "
+                "continue with --levels and --binary-steps (an empty flag selects none)"
+            )
     L.seed_everything(0, verbose=False)
 
     data = CIFAR10DataModule(batch_size=args.batch_size, num_workers=args.num_workers)
@@ -112,30 +128,7 @@ def main() -> None:
     calib = data.calibration_dataloader(num_images=args.calibration_images)
     teacher = timm_model("ms_resnet20", pretrained=True)
 
-    rows: list[dict] = [{"model": "ANN", "top1": top1(teacher, images, labels)}]
-    print(rows[-1], flush=True)
-    configs = [(lv, lv, 1) for lv in args.levels] + [(t, 1, t) for t in args.binary_steps]
-    for levels, spikes, steps in configs:
-        name = f"snn_L{levels}_N{spikes}_T{steps}"
-        kind = (f"SNN T=1 N=L={levels}" if spikes > 1
-                else f"binary SNN N=1 T={steps} (from L={levels})")  # fmt: skip
-        if args.init_dir is not None:
-            student, origin = load(args.init_dir / name), f"start: {args.init_dir / name}"
-        else:
-            qann = calibrate(
-                teacher, calib, levels, per_channel=args.per_channel, method=args.method,
-                progress=False,
-            )  # fmt: skip
-            student, origin = to_snn(qann, max_spikes=spikes, timesteps=steps), "calibrated"
-        rows.append({"model": f"{kind} {origin}", "top1": top1(student, images, labels)})
-        print(rows[-1], flush=True)
-        stage = Stage("snn", timesteps=steps, max_spikes=spikes)
-        snn, seconds = distill(teacher, student, stage, data, args)
-        rows.append({"model": f"{kind} distilled", "top1": top1(snn, images, labels),
-                     "train_seconds": round(seconds, 1)})  # fmt: skip
-        print(rows[-1], flush=True)
-        save_student(snn, args.save_dir, name)
-
+    rows: list[dict] = []
     record = {
         "settings": vars(args)
         | {k: str(getattr(args, k)) for k in ("json", "save_dir", "init_dir")},
@@ -143,10 +136,36 @@ def main() -> None:
         f"cuda={torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
         "rows": rows,
     }
+
+    def report(row: dict) -> None:
+        """Print a row and rewrite the JSON, so a later failure keeps the finished runs."""
+        rows.append(row)
+        print(row, flush=True)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(record, indent=1))
+
+    report({"model": "ANN", "top1": top1(teacher, images, labels)})
+    for levels, spikes, steps in configs:
+        kind = (f"SNN T=1 N=L={levels}" if spikes > 1
+                else f"binary SNN N=1 T={steps} (from L={levels})")  # fmt: skip
+        if args.init_dir is not None:
+            path = args.init_dir / name(levels, spikes, steps)
+            student, origin = load(path), f"start: {path}"
+        else:
+            qann = calibrate(
+                teacher, calib, levels, per_channel=args.per_channel, method=args.method,
+                progress=False,
+            )  # fmt: skip
+            student, origin = to_snn(qann, max_spikes=spikes, timesteps=steps), "calibrated"
+        report({"model": f"{kind} {origin}", "top1": top1(student, images, labels)})
+        stage = Stage("snn", timesteps=steps, max_spikes=spikes)
+        snn, seconds = distill(teacher, student, stage, data, args)
+        report({"model": f"{kind} distilled", "top1": top1(snn, images, labels),
+                "train_seconds": round(seconds, 1)})  # fmt: skip
+        save_student(snn, args.save_dir, name(levels, spikes, steps))
+
     print(json.dumps(record, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
