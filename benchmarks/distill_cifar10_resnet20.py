@@ -60,7 +60,7 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
     return system.student.cpu(), time.perf_counter() - start
 
 
-def name(levels: int, spikes: int, steps: int) -> str:
+def model_dir_name(levels: int, spikes: int, steps: int) -> str:
     """The model directory name of one configuration, as ``--save-dir`` writes it."""
     return f"snn_L{levels}_N{spikes}_T{steps}"
 
@@ -110,10 +110,8 @@ def main() -> None:
         args.train_batches = int(args.train_batches)
     configs = [(lv, lv, 1) for lv in args.levels] + [(t, 1, t) for t in args.binary_steps]
     if args.init_dir is not None:
-        missing = [
-            str(args.init_dir / name(*c)) for c in configs
-            if not (args.init_dir / name(*c) / "config.json").is_file()
-        ]  # fmt: skip
+        starts = [args.init_dir / model_dir_name(*c) for c in configs]
+        missing = [str(path) for path in starts if not (path / "config.json").is_file()]
         if missing:
             parser.error(
                 f"--init-dir {args.init_dir} lacks {', '.join(missing)}: choose the models to "
@@ -150,7 +148,7 @@ def main() -> None:
         kind = (f"SNN T=1 N=L={levels}" if spikes > 1
                 else f"binary SNN N=1 T={steps} (from L={levels})")  # fmt: skip
         if args.init_dir is not None:
-            path = args.init_dir / name(levels, spikes, steps)
+            path = args.init_dir / model_dir_name(levels, spikes, steps)
             student, origin = load(path), f"start: {path}"
         else:
             qann = calibrate(
@@ -163,7 +161,7 @@ def main() -> None:
         snn, seconds = distill(teacher, student, stage, data, args)
         report({"model": f"{kind} distilled", "top1": top1(snn, images, labels),
                 "train_seconds": round(seconds, 1)})  # fmt: skip
-        save_student(snn, args.save_dir, name(levels, spikes, steps))
+        save_student(snn, args.save_dir, model_dir_name(levels, spikes, steps))
 
     print(json.dumps(record, indent=1))
 
