@@ -48,7 +48,8 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
     """Fit ``student`` against ``teacher`` in one stage; returns it and the wall time (s)."""
     system = StepwiseDistillation(
         teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
-        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
     )  # fmt: skip
     trainer = L.Trainer(
         max_epochs=args.epochs, limit_train_batches=args.train_batches, limit_val_batches=0,
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up steps")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--tau", type=float, default=4.0)

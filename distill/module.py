@@ -14,6 +14,7 @@ parameters; every checkpoint records its stage, so any stage resumes with ``ckpt
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
@@ -64,6 +65,8 @@ class StepwiseDistillation(L.LightningModule):
             network needs small steps: AdamW at 1e-4 keeps the pretrained accuracy where SGD
             at 1e-3 already lost it on CIFAR-10 ResNet-20 (BENCHMARKS.md).
         lr: peak learning rate (cosine decay to 0 over the fit).
+        warmup_steps: optimizer steps of linear warm-up to ``lr`` before the cosine decay
+            (for a peak well above 1e-4: fresh AdamW moments take full-size first steps).
         weight_decay: weight decay of weights (thresholds and biases get none).
         momentum: SGD momentum.
     """
@@ -85,6 +88,7 @@ class StepwiseDistillation(L.LightningModule):
         tau: float = 4.0,
         optimizer: Literal["sgd", "adamw"] = "adamw",
         lr: float = 1e-4,
+        warmup_steps: int = 0,
         weight_decay: float = 5e-4,
         momentum: float = 0.9,
     ) -> None:
@@ -96,6 +100,8 @@ class StepwiseDistillation(L.LightningModule):
             raise ValueError(f"need alpha >= 0 and tau > 0, got alpha={alpha}, tau={tau}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.student = student
         if student is not None:
@@ -293,7 +299,13 @@ class StepwiseDistillation(L.LightningModule):
         else:
             opt = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        if hp.warmup_steps >= total:
+            raise ValueError(
+                f"warmup_steps={hp.warmup_steps} leaves no step of the {total} in this fit for "
+                "the cosine decay: lower warmup_steps or train longer"
+            )
+        factor = functools.partial(warmup_cosine, warmup=hp.warmup_steps, total=total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -318,6 +330,15 @@ class StepwiseDistillation(L.LightningModule):
                 f"stage {self.stage_index}"
             )
         self.enter_stage(info["stage_index"])
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor at ``step``: ``(step + 1) / warmup`` while ``step < warmup``,
+    then ``½ (1 + cos(π (step − warmup) / (total − warmup)))`` (1 at the peak, 0 at ``total``).
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
 
 def _default_stage(student: nn.Module | None) -> Stage:

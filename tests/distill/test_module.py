@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -107,6 +108,40 @@ def test_one_training_step_lowers_the_loss(teacher, precision):
     trainer = _trainer(max_steps=2, limit_val_batches=0, callbacks=[losses], precision=precision)
     trainer.fit(system, batch)
     assert losses.losses[1] < losses.losses[0]
+
+
+class LearningRates(Callback):
+    """Records the learning rate each training step runs with."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_learning_rate_warms_up_linearly_then_decays_as_a_cosine(teacher, warmup):
+    x, y = _digits()
+    batches = DataLoader(TensorDataset(x[:320], y[:320]), batch_size=32)  # 10 steps
+    student = to_snn(calibrate(teacher, [x[:256]], levels=4, progress=False))
+    system = StepwiseDistillation(teacher, student=student, lr=0.01, warmup_steps=warmup)
+    lrs = LearningRates()
+    _trainer(max_epochs=1, limit_val_batches=0, callbacks=[lrs]).fit(system, batches)
+    rise = [0.01 * (k + 1) / warmup for k in range(warmup)]
+    decay = [0.005 * (1 + math.cos(math.pi * k / (10 - warmup))) for k in range(10 - warmup)]
+    assert lrs.lrs == pytest.approx(rise + decay, rel=1e-6)
+
+
+def test_warmup_longer_than_the_fit_is_refused(teacher):
+    x, y = _digits()
+    student = to_snn(calibrate(teacher, [x[:256]], levels=4, progress=False))
+    system = StepwiseDistillation(teacher, student=student, warmup_steps=10)
+    batches = DataLoader(TensorDataset(x[:320], y[:320]), batch_size=32)
+    with pytest.raises(ValueError, match="warmup_steps=10 leaves no step of the 10"):
+        _trainer(max_epochs=1, limit_val_batches=0).fit(system, batches)
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+        StepwiseDistillation(teacher, student=student, warmup_steps=-1)
 
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["fp32", "bf16-autocast"])
