@@ -24,12 +24,19 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from multispike.convert import calibrate, to_snn
 from multispike.distill.data import CIFAR10DataModule
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, timm_model
 from multispike.pipelines import load, save
+
+CROP_FLIP = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+AUGMENTATIONS = {  # each acts on the uint8 image before normalisation
+    "crop-flip": CROP_FLIP,  # CIFAR10DataModule's default
+    "trivialaugment": [*CROP_FLIP, v2.TrivialAugmentWide()],  # more inputs to match the teacher on
+}
 
 
 @torch.no_grad()
@@ -93,6 +100,10 @@ def main() -> None:
         "--save-dir", type=Path, default=None,
         help="save every distilled SNN here (multispike.pipelines.save), one directory each",
     )  # fmt: skip
+    parser.add_argument(
+        "--augmentation", default="crop-flip", choices=sorted(AUGMENTATIONS),
+        help="training augmentation (the teacher sees the same augmented images)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -121,7 +132,10 @@ def main() -> None:
             )
     L.seed_everything(0, verbose=False)
 
-    data = CIFAR10DataModule(batch_size=args.batch_size, num_workers=args.num_workers)
+    data = CIFAR10DataModule(
+        batch_size=args.batch_size, num_workers=args.num_workers,
+        augmentation=AUGMENTATIONS[args.augmentation],
+    )  # fmt: skip
     data.setup()
     test = torch.utils.data.Subset(data.test_dataset, range(args.test_images))
     images, labels = map(torch.stack, zip(*[(x, torch.tensor(y)) for x, y in test], strict=True))
