@@ -32,10 +32,10 @@ from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, timm_model
 from multispike.pipelines import load, save
 
-CROP_FLIP = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-AUGMENTATIONS = {  # each acts on the uint8 image before normalisation
-    "crop-flip": CROP_FLIP,  # CIFAR10DataModule's default
-    "trivialaugment": [*CROP_FLIP, v2.TrivialAugmentWide()],  # more inputs to match the teacher on
+# what follows CIFAR10DataModule's crop + flip (on the uint8 image, before normalisation)
+EXTRA_AUGMENTATION = {
+    "crop-flip": [],
+    "trivialaugment": [v2.TrivialAugmentWide()],  # more varied inputs to match the teacher on
 }
 
 
@@ -101,7 +101,7 @@ def main() -> None:
         help="save every distilled SNN here (multispike.pipelines.save), one directory each",
     )  # fmt: skip
     parser.add_argument(
-        "--augmentation", default="crop-flip", choices=sorted(AUGMENTATIONS),
+        "--augmentation", default="crop-flip", choices=sorted(EXTRA_AUGMENTATION),
         help="training augmentation (the teacher sees the same augmented images)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=128)
@@ -132,9 +132,10 @@ def main() -> None:
             )
     L.seed_everything(0, verbose=False)
 
+    crop_flip = CIFAR10DataModule().default_augmentation()
     data = CIFAR10DataModule(
         batch_size=args.batch_size, num_workers=args.num_workers,
-        augmentation=AUGMENTATIONS[args.augmentation],
+        augmentation=[*crop_flip, *EXTRA_AUGMENTATION[args.augmentation]],
     )  # fmt: skip
     data.setup()
     test = torch.utils.data.Subset(data.test_dataset, range(args.test_images))
