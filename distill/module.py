@@ -179,11 +179,19 @@ class StepwiseDistillation(L.LightningModule):
         batches = math.ceil(images / (loader.batch_size or 1))
         return _StudentFrames(loader, self.hparams.student_frames, steps, batches)
 
+    def configure_model(self) -> None:
+        """Calibrate the student from the teacher on the training data, once.
+
+        Lightning's hook for modules built at fit time: callbacks that copy the module, such
+        as :class:`~lightning.pytorch.callbacks.EMAWeightAveraging`, call it first. Without a
+        trainer (``load_from_checkpoint``) :meth:`on_load_checkpoint` builds the student.
+        """
+        if self.student is None and self._trainer is not None:
+            self._build_student(self._calibration_data(), self.hparams.input_shape)
+
     def setup(self, stage: str) -> None:
-        """Calibrate the student (first time), set the stage, build the metrics."""
-        if self.student is None:
-            data = self._calibration_data()
-            self._build_student(data, self.hparams.input_shape)
+        """Build the student (first time), set the stage, build the metrics."""
+        self.configure_model()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         self.enter_stage(self.stage_at(epoch))
         classes = self._num_classes()

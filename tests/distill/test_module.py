@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -225,6 +225,38 @@ def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher
     load_student_weights(snn, tmp_path / "epoch0.ckpt")
     qat = torch.load(tmp_path / "epoch0.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(snn.net.get_submodule("0").weight, qat["student.0.weight"])
+
+
+class StudentTrajectory(Callback):
+    """Records every student parameter after every optimizer step, keyed by the tensor."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[int, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps.append({id(p): p.detach().clone() for p in pl_module.student.parameters()})
+
+
+def test_ema_weight_averaging_averages_the_student_across_stages(teacher):
+    """Lightning's EMAWeightAveraging ends with the EMA of the student's own trajectory, also
+    when the student is calibrated in setup and becomes an SNN (sharing parameters) mid-fit."""
+    stages = [Stage("qann", epochs=1), Stage("snn", timesteps=2)]
+    system = StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=128, lr=0.01)
+    trajectory, decay = StudentTrajectory(), 0.5
+    # the trajectory callback runs first: it sees each step before the average is updated
+    callbacks = [trajectory, EMAWeightAveraging(decay=decay)]
+    kwargs = dict(max_epochs=2, limit_train_batches=3, limit_val_batches=0, callbacks=callbacks)
+    _trainer(**kwargs).fit(system, Digits())
+    assert isinstance(system.student, SpikingNetwork) and len(trajectory.steps) == 6
+    expected = dict(trajectory.steps[0])
+    for step in trajectory.steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * step[k] for k in expected}
+    params = list(system.student.parameters())
+    assert {id(p) for p in params} == set(expected)  # the SNN kept the QANN's parameters
+    last = trajectory.steps[-1]
+    assert any(not torch.equal(p, last[id(p)]) for p in params)  # the average is not the last
+    for p in params:
+        torch.testing.assert_close(p.detach(), expected[id(p)])
 
 
 def test_load_from_checkpoint_rebuilds_the_snn(teacher, tmp_path):
