@@ -212,6 +212,12 @@ class StepwiseDistillation(L.LightningModule):
         with torch.no_grad():
             return int(self.teacher(torch.zeros(1, *shape, device=device)).shape[-1])
 
+    def on_fit_start(self) -> None:
+        """Train the student in train mode (dropout, drop-path), however it was handed over:
+        Lightning keeps each module's mode, and a student copied from an eval-mode teacher or
+        loaded from disk starts in eval mode."""
+        self.train()
+
     def on_train_epoch_start(self) -> None:
         self.enter_stage(self.stage_at(self.current_epoch))
 

@@ -227,6 +227,25 @@ def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher
     assert torch.equal(snn.net.get_submodule("0").weight, qat["student.0.weight"])
 
 
+class Modes(Callback):
+    """Records the (student, teacher) training flags at every training step."""
+
+    def __init__(self) -> None:
+        self.modes: list[tuple[bool, bool]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.modes.append((pl_module.student.training, pl_module.teacher.training))
+
+
+def test_the_student_trains_in_train_mode_and_the_teacher_stays_frozen(teacher):
+    x, _ = _digits()
+    student = to_snn(calibrate(teacher, [x[:256]], levels=4, progress=False)).eval()
+    system, modes = StepwiseDistillation(teacher, student=student), Modes()
+    kwargs = dict(max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[modes])
+    _trainer(**kwargs).fit(system, Digits())  # the validation in between switches modes back
+    assert modes.modes == [(True, False)] * 4
+
+
 class StudentTrajectory(Callback):
     """Records every student parameter after every optimizer step, keyed by the tensor."""
 
