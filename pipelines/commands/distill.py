@@ -15,6 +15,8 @@ ends as a model directory in ``<log dir>/student`` (``--save_student.dirpath DIR
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -55,18 +57,21 @@ class DistillCLI(LightningCLI):
 def main(argv: list[str]) -> int:
     """Parse the recipe and overrides, fit (resuming from ``--ckpt_path``), optionally test."""
     try:
-        cli = DistillCLI(
-            StepwiseDistillation,
-            L.LightningDataModule,
-            subclass_mode_data=True,
-            run=False,
-            args=argv,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,
-            trainer_defaults={"logger": default_loggers()},
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "multispike distill", "default_env": False},
-        )
+        with warnings.catch_warnings():
+            # `multispike distill` hands LightningCLI its own slice of sys.argv on purpose
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = DistillCLI(
+                StepwiseDistillation,
+                L.LightningDataModule,
+                subclass_mode_data=True,
+                run=False,
+                args=argv,
+                seed_everything_default=0,
+                auto_configure_optimizers=False,
+                trainer_defaults={"logger": default_loggers()},
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"prog": "multispike distill", "default_env": False},
+            )
     except SystemExit as done:  # --help, --print_config, or a parse error already reported
         return int(done.code or 0)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
