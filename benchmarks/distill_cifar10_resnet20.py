@@ -10,12 +10,15 @@ T. All next to the ANN. Full schedule (GPU advised)::
 Reduced schedules (``--train-batches``, ``--test-images``) are for smoke runs on a CPU; the
 JSON records every setting and the wall time of each run. ``--save-dir DIR`` keeps every
 distilled SNN (``snn_L{L}_N{N}_T{T}``); ``--init-dir DIR`` continues from them with a new
-schedule instead of calibrating.
+schedule instead of calibrating. ``--ema-decay D`` keeps an exponential moving average of the
+weights (Lightning's ``EMAWeightAveraging``, every step) and reports the last weights and the
+average.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from torch import nn
 from torchvision.transforms import v2
 
@@ -51,21 +55,43 @@ def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: in
     return 100.0 * correct / len(images)
 
 
-def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, float]:
-    """Fit ``student`` against ``teacher`` in one stage; returns it and the wall time (s)."""
+class KeepLastWeights(Callback):
+    """Snapshot the student's own last weights before an averaging callback replaces them."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.state = {
+            k: v.detach().cpu().clone() for k, v in pl_module.student.state_dict().items()
+        }
+
+
+def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, float, dict | None]:
+    """Fit ``student`` against ``teacher`` in one stage.
+
+    Returns the student (its exponential moving average with ``--ema-decay``), the wall time
+    (s) and, with ``--ema-decay``, the state dict of the last weights before averaging.
+    """
     system = StepwiseDistillation(
         teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
         optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
     )  # fmt: skip
+    # the snapshot must run before the EMA callback copies the average into the student
+    callbacks = (
+        [KeepLastWeights(), EMAWeightAveraging(decay=args.ema_decay)] if args.ema_decay else []
+    )
     trainer = L.Trainer(
-        max_epochs=args.epochs, limit_train_batches=args.train_batches, limit_val_batches=0,
-        accelerator=args.accelerator, devices=1, precision=args.precision, logger=False,
-        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=callbacks, max_epochs=args.epochs, limit_train_batches=args.train_batches,
+        limit_val_batches=0, accelerator=args.accelerator, devices=1, precision=args.precision,
+        logger=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
     )  # fmt: skip
     start = time.perf_counter()
     trainer.fit(system, datamodule=data)
-    return system.student.cpu(), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return system.student.cpu(), seconds, callbacks[0].state if callbacks else None
 
 
 def model_dir_name(levels: int, spikes: int, steps: int) -> str:
@@ -109,6 +135,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up steps")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument(
+        "--ema-decay", type=float, default=None,
+        help="keep an exponential moving average of the weights (every step) and report it",
+    )  # fmt: skip
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--tau", type=float, default=4.0)
     parser.add_argument("--accelerator", default="auto")
@@ -175,9 +205,14 @@ def main() -> None:
             student, origin = to_snn(qann, max_spikes=spikes, timesteps=steps), "calibrated"
         report({"model": f"{kind} {origin}", "top1": top1(student, images, labels)})
         stage = Stage("snn", timesteps=steps, max_spikes=spikes)
-        snn, seconds = distill(teacher, student, stage, data, args)
-        report({"model": f"{kind} distilled", "top1": top1(snn, images, labels),
-                "train_seconds": round(seconds, 1)})  # fmt: skip
+        snn, seconds, last = distill(teacher, student, stage, data, args)
+        if last is not None:
+            averaged = copy.deepcopy(snn.state_dict())
+            snn.load_state_dict(last)
+            report({"model": f"{kind} distilled, last weights", "top1": top1(snn, images, labels)})
+            snn.load_state_dict(averaged)
+        report({"model": f"{kind} distilled" + (" (EMA)" if last is not None else ""),
+                "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1)})  # fmt: skip
         save_student(snn, args.save_dir, model_dir_name(levels, spikes, steps))
 
     print(json.dumps(record, indent=1))
