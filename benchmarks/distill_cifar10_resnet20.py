@@ -207,10 +207,10 @@ def main() -> None:
         stage = Stage("snn", timesteps=steps, max_spikes=spikes)
         snn, seconds, last = distill(teacher, student, stage, data, args)
         if last is not None:
-            averaged = copy.deepcopy(snn.state_dict())
-            snn.load_state_dict(last)
-            report({"model": f"{kind} distilled, last weights", "top1": top1(snn, images, labels)})
-            snn.load_state_dict(averaged)
+            unaveraged = copy.deepcopy(snn)
+            unaveraged.load_state_dict(last)
+            report({"model": f"{kind} distilled, last weights",
+                    "top1": top1(unaveraged, images, labels)})  # fmt: skip
         report({"model": f"{kind} distilled" + (" (EMA)" if last is not None else ""),
                 "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1)})  # fmt: skip
         save_student(snn, args.save_dir, model_dir_name(levels, spikes, steps))

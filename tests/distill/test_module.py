@@ -258,11 +258,10 @@ class StudentTrajectory(Callback):
 
 def test_ema_weight_averaging_averages_the_student_across_stages(teacher):
     """Lightning's EMAWeightAveraging ends with the EMA of the student's own trajectory, also
-    when the student is calibrated in setup and becomes an SNN (sharing parameters) mid-fit."""
+    when the student is calibrated at fit time and becomes an SNN (sharing parameters) mid-fit."""
     stages = [Stage("qann", epochs=1), Stage("snn", timesteps=2)]
     system = StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=128, lr=0.01)
     trajectory, decay = StudentTrajectory(), 0.5
-    # the trajectory callback runs first: it sees each step before the average is updated
     callbacks = [trajectory, EMAWeightAveraging(decay=decay)]
     kwargs = dict(max_epochs=2, limit_train_batches=3, limit_val_batches=0, callbacks=callbacks)
     _trainer(**kwargs).fit(system, Digits())
