@@ -76,7 +76,8 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
     system = StepwiseDistillation(
         teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
         optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
+        weight_decay=args.weight_decay, mixup_alpha=args.mixup_alpha,
+        cutmix_alpha=args.cutmix_alpha,
     )  # fmt: skip
     # the snapshot must run before the EMA callback copies the average into the student
     callbacks = (
@@ -139,6 +140,10 @@ def main() -> None:
         "--ema-decay", type=float, default=None,
         help="keep an exponential moving average of the weights (every step) and report it",
     )  # fmt: skip
+    parser.add_argument(
+        "--mixup-alpha", type=float, default=0.0, help="MixUp Beta(a, a) of training batches"
+    )
+    parser.add_argument("--cutmix-alpha", type=float, default=0.0, help="CutMix Beta(a, a)")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--tau", type=float, default=4.0)
     parser.add_argument("--accelerator", default="auto")

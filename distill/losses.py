@@ -69,7 +69,7 @@ def stepwise_distillation_loss(
     Args:
         outputs: student outputs ``o_t``, ``(T, B, K)`` (or ``(B, K)`` for ``T = 1``).
         teacher_logits: ``z``, ``(B, K)``; no gradient flows into the teacher.
-        targets: class indices ``(B,)``.
+        targets: class indices ``(B,)``, or class probabilities ``(B, K)`` (mixed labels).
         alpha: weight ``α ≥ 0`` of the distillation term (0: plain cross-entropy).
         tau: temperature ``τ``.
     """

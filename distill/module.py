@@ -32,6 +32,7 @@ from multispike.convert.calibrate import batch_inputs
 from .frames import student_input, teacher_logits
 from .losses import stepwise_distillation_loss
 from .metrics import StepAccuracy
+from .mixing import BatchMix
 from .students import Stage, apply_stage, freeze_batchnorm, load_student_weights, quantized_student
 
 __all__ = ["StepwiseDistillation"]
@@ -59,6 +60,9 @@ class StepwiseDistillation(L.LightningModule):
         input_shape: ``(C, H, W)`` of one student frame, for restoring without data
             (default: from the data, the checkpoint or the teacher's ``pretrained_cfg``).
         student_frames: event data: frames the student sees (``None``: ``min(F, T)``).
+        mixup_alpha: MixUp ``Beta(α, α)`` of the training batches (0: off); the teacher
+            sees the same mixed images (:class:`~multispike.distill.mixing.BatchMix`).
+        cutmix_alpha: CutMix ``α`` (0: off); with both, each batch picks one at random.
         alpha: weight ``α`` of the distillation term.
         tau: temperature ``τ``.
         optimizer: ``"adamw"`` or ``"sgd"`` (momentum, Nesterov). Fine-tuning a converted
@@ -84,6 +88,8 @@ class StepwiseDistillation(L.LightningModule):
         init_from: str | None = None,
         input_shape: list[int] | None = None,
         student_frames: int | None = None,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
         alpha: float = 1.0,
         tau: float = 4.0,
         optimizer: Literal["sgd", "adamw"] = "adamw",
@@ -98,6 +104,10 @@ class StepwiseDistillation(L.LightningModule):
         self.save_hyperparameters(ignore=["teacher", "student"])
         if alpha < 0 or tau <= 0:
             raise ValueError(f"need alpha >= 0 and tau > 0, got alpha={alpha}, tau={tau}")
+        if mixup_alpha < 0 or cutmix_alpha < 0:
+            raise ValueError(
+                f"need mixup_alpha, cutmix_alpha >= 0, got {mixup_alpha} and {cutmix_alpha}"
+            )
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
         if warmup_steps < 0:
@@ -113,6 +123,7 @@ class StepwiseDistillation(L.LightningModule):
         self.val_steps = nn.ModuleDict()
         self.test_steps = nn.ModuleDict()
         self.train_top1: MulticlassAccuracy | None = None  # built in setup (needs classes)
+        self.batch_mix: BatchMix | None = None  # likewise
         self.teacher_top1 = nn.ModuleDict()
 
     # -- student construction and schedule ---------------------------------------------------
@@ -202,6 +213,8 @@ class StepwiseDistillation(L.LightningModule):
                 metrics[f"T{t}_top1"] = StepAccuracy(t, top_k=1)
                 metrics[f"T{t}_top5"] = StepAccuracy(t, top_k=top5)
         self.train_top1 = MulticlassAccuracy(classes, average="micro")
+        if self.hparams.mixup_alpha or self.hparams.cutmix_alpha:
+            self.batch_mix = BatchMix(classes, self.hparams.mixup_alpha, self.hparams.cutmix_alpha)
         self.teacher_top1 = nn.ModuleDict(
             {split: MulticlassAccuracy(classes, average="micro") for split in ("val", "test")}
         )
@@ -235,8 +248,10 @@ class StepwiseDistillation(L.LightningModule):
         out = self.student(student_input(x, self.hparams.student_frames, self.timesteps))
         return out if isinstance(self.student, SpikingNetwork) else out.unsqueeze(0)
 
-    def _shared_step(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def _shared_step(self, batch: Any, mix: bool = False) -> tuple[Tensor, Tensor, Tensor, Any]:
         x, y = batch_inputs(batch), batch[1]
+        if mix and self.batch_mix is not None:
+            x, y = self.batch_mix(x, y)
         with torch.no_grad():
             z = teacher_logits(self.teacher, x)
         out = self(x)
@@ -244,8 +259,9 @@ class StepwiseDistillation(L.LightningModule):
         return out, z, y, loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        out, _, y, loss = self._shared_step(batch)
-        self.train_top1(out.detach().mean(0), y)
+        out, _, y, loss = self._shared_step(batch, mix=True)
+        # mixed labels: accuracy against the larger share
+        self.train_top1(out.detach().mean(0), y.argmax(-1) if y.dim() == 2 else y)
         self.log("train/loss", loss.total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({"train/ce": loss.ce, "train/kd": loss.kd}, on_step=False, on_epoch=True)
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)

@@ -114,3 +114,9 @@ def test_teacher_averages_logits_over_frames():
     per_frame = torch.stack([teacher(FRAMES[:, f]) for f in range(4)], 1).mean(1)
     torch.testing.assert_close(teacher_logits(teacher, FRAMES), per_frame)
     assert torch.equal(teacher_logits(teacher, FRAMES[:, 0]), teacher(FRAMES[:, 0]))
+
+
+def test_probability_targets_equal_class_targets_when_one_hot():
+    soft = torch.nn.functional.one_hot(TARGETS, 3).float()
+    hard = stepwise_distillation_loss(OUTPUTS, TEACHER, TARGETS)
+    torch.testing.assert_close(stepwise_distillation_loss(OUTPUTS, TEACHER, soft), hard)

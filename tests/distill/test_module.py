@@ -246,6 +246,24 @@ def test_the_student_trains_in_train_mode_and_the_teacher_stays_frozen(teacher):
     assert modes.modes == [(True, False)] * 4
 
 
+def test_mixup_feeds_the_teacher_and_student_the_same_mixed_batch_in_training_only(teacher):
+    x, y = _digits()
+    student = to_snn(calibrate(teacher, [x[:256]], levels=4, progress=False))
+    system = StepwiseDistillation(teacher, student=student, mixup_alpha=1.0)
+    seen: dict[str, list[torch.Tensor]] = {"teacher": [], "student": []}
+    for name in seen:
+        module = getattr(system, name)
+        module.register_forward_pre_hook(lambda m, args, name=name: seen[name].append(args[0]))
+    batch = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=32)
+    _trainer(max_steps=1, limit_val_batches=0).fit(system, train_dataloaders=batch)
+    _trainer().validate(system, batch, verbose=False)
+    # (setup also runs the teacher once, on a zero image, to count the classes)
+    train_in, val_in = (t for t in seen["teacher"] if len(t) == 32)
+    train_seen, val_seen = seen["student"]
+    assert torch.equal(train_in, train_seen) and not torch.allclose(train_in, x[:32])
+    assert torch.equal(val_in, x[:32]) and torch.equal(val_seen, x[:32])
+
+
 class StudentTrajectory(Callback):
     """Records every student parameter after every optimizer step, keyed by the tensor."""
 
