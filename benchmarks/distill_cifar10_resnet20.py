@@ -11,8 +11,8 @@ Reduced schedules (``--train-batches``, ``--test-images``) are for smoke runs on
 JSON records every setting and the wall time of each run. ``--save-dir DIR`` keeps every
 distilled SNN (``snn_L{L}_N{N}_T{T}``); ``--init-dir DIR`` continues from them with a new
 schedule instead of calibrating. ``--ema-decay D`` keeps an exponential moving average of the
-weights (Lightning's ``EMAWeightAveraging``, every step) and reports the last weights and the
-average.
+weights (Lightning's ``EMAWeightAveraging``, every step), reports the last weights and the
+average, and saves the average as the result and the last weights beside it (``..._last``).
 """
 
 from __future__ import annotations
@@ -216,6 +216,7 @@ def main() -> None:
             unaveraged.load_state_dict(last)
             report({"model": f"{kind} distilled, last weights",
                     "top1": top1(unaveraged, images, labels)})  # fmt: skip
+            save_student(unaveraged, args.save_dir, model_dir_name(levels, spikes, steps) + "_last")
         report({"model": f"{kind} distilled" + (" (EMA)" if last is not None else ""),
                 "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1)})  # fmt: skip
         save_student(snn, args.save_dir, model_dir_name(levels, spikes, steps))
