@@ -41,17 +41,21 @@ __all__ = ["StepwiseDistillation"]
 class StepwiseDistillation(L.LightningModule):
     """Train a QANN/SNN student against a frozen teacher with the step-wise loss.
 
-    Without ``student`` the QANN is calibrated from the teacher in :meth:`setup` on the
-    DataModule's training images, then brought to each stage of ``stages`` in turn.
+    Without ``student`` the QANN is calibrated from ``source`` (default: the teacher) in
+    :meth:`setup` on the DataModule's training images, then brought to each stage of
+    ``stages`` in turn.
 
     Args:
         teacher: the reference (the ANN, or a QANN); a frozen copy is kept.
         student: a QANN (:func:`~multispike.convert.calibrate`) or
             :class:`~multispike.convert.SpikingNetwork`, trained in place; ``None``: built
-            from the teacher.
+            from ``source``.
+        source: the ANN the student is calibrated and converted from when ``student`` is
+            ``None`` (default: the teacher), e.g. a ResNet-20 distilled from a ResNet-56
+            teacher; a frozen copy is kept, so that resuming rebuilds the same student.
         stages: the schedule, :class:`Stage` s or their dicts (default: one stage that keeps
             the given student's kind, or an SNN with ``T = 1`` and ``N = L``).
-        levels: ``L`` of the student built from the teacher.
+        levels: ``L`` of the student built from ``source``.
         per_channel: per-channel thresholds for that student.
         calibration: initial thresholds, ``"percentile"`` or ``"mse"``.
         percentile: the percentile for ``calibration="percentile"``.
@@ -79,6 +83,7 @@ class StepwiseDistillation(L.LightningModule):
         self,
         teacher: nn.Module,
         student: nn.Module | None = None,
+        source: nn.Module | None = None,
         stages: list[Stage] | None = None,
         levels: int = 8,
         per_channel: bool = False,
@@ -101,7 +106,7 @@ class StepwiseDistillation(L.LightningModule):
         super().__init__()
         # hparams hold plain dicts, so that checkpoints load with torch.load(weights_only=True)
         stages = [asdict(s) if isinstance(s, Stage) else dict(s) for s in stages or []] or None
-        self.save_hyperparameters(ignore=["teacher", "student"])
+        self.save_hyperparameters(ignore=["teacher", "student", "source"])
         if alpha < 0 or tau <= 0:
             raise ValueError(f"need alpha >= 0 and tau > 0, got alpha={alpha}, tau={tau}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
@@ -112,7 +117,10 @@ class StepwiseDistillation(L.LightningModule):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if student is not None and source is not None:
+            raise ValueError("pass student= (trained as given) or source= (to convert), not both")
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
+        self.source = None if source is None else copy.deepcopy(source).eval().requires_grad_(False)
         self.student = student
         if student is not None:
             student.requires_grad_(True)  # a student built from a frozen copy trains too
@@ -164,8 +172,9 @@ class StepwiseDistillation(L.LightningModule):
     def _build_student(self, data: Iterable | None, input_shape: list[int] | None) -> None:
         hp = self.hparams
         calibrate = data is not None and hp.init_from is None
+        ann = self.teacher if self.source is None else self.source
         self.student = quantized_student(
-            self.teacher, hp.levels, data=data if calibrate else None,
+            ann, hp.levels, data=data if calibrate else None,
             per_channel=hp.per_channel, input_shape=input_shape, method=hp.calibration,
             percentile=hp.percentile, progress=False,
         )  # fmt: skip
@@ -177,7 +186,7 @@ class StepwiseDistillation(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None:
             raise ValueError(
-                "StepwiseDistillation builds its student from the teacher on the training "
+                "StepwiseDistillation builds its student from the source ANN on the training "
                 "data: fit with a DataModule, or pass student=..."
             )
         images = self.hparams.calibration_images
@@ -191,7 +200,7 @@ class StepwiseDistillation(L.LightningModule):
         return _StudentFrames(loader, self.hparams.student_frames, steps, batches)
 
     def configure_model(self) -> None:
-        """Calibrate the student from the teacher on the training data, once.
+        """Calibrate the student from the source ANN on the training data, once.
 
         Lightning's hook for modules built at fit time: callbacks that copy the module, such
         as :class:`~lightning.pytorch.callbacks.EMAWeightAveraging`, call it first. Without a
@@ -235,9 +244,11 @@ class StepwiseDistillation(L.LightningModule):
         self.enter_stage(self.stage_at(self.current_epoch))
 
     def train(self, mode: bool = True) -> StepwiseDistillation:
-        """Switch modes; the teacher and unfoldable BatchNorms always stay in eval mode."""
+        """Switch modes; the teacher, the source and unfoldable BatchNorms stay in eval mode."""
         super().train(mode)
         self.teacher.eval()
+        if self.source is not None:
+            self.source.eval()
         if self.student is not None:
             freeze_batchnorm(self.student)
         return self

@@ -308,6 +308,32 @@ def test_load_from_checkpoint_rebuilds_the_snn(teacher, tmp_path):
     assert torch.equal(loaded(x), system(x))
 
 
+def test_the_student_is_converted_from_source_and_distilled_from_the_teacher(teacher, tmp_path):
+    """A larger teacher than the student: the SNN comes from ``source``, the KD term from
+    ``teacher``, and a checkpoint rebuilds that SNN."""
+    torch.manual_seed(1)
+    source = nn.Sequential(
+        nn.Conv2d(1, 12, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(12 * 64, 10)
+    ).eval()
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    system = StepwiseDistillation(teacher, source=source, levels=4, calibration_images=128, lr=0.0)
+    trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(system, Digits())
+    x = _digits()[0][:128]
+    expected = to_snn(calibrate(source, [x[:64], x[64:]], levels=4, progress=False))
+    assert torch.equal(system.student(x), expected(x))  # lr 0: still the calibrated source
+    assert all(torch.equal(v, before[k]) for k, v in source.state_dict().items())
+    assert torch.equal(system.teacher(x), teacher(x))
+    assert not system.source.training and not system.teacher.training
+    trainer.save_checkpoint(tmp_path / "snn.ckpt")
+    loaded = StepwiseDistillation.load_from_checkpoint(
+        tmp_path / "snn.ckpt", teacher=teacher, source=source, weights_only=True
+    )
+    assert torch.equal(loaded(x), system(x))
+    with pytest.raises(ValueError, match="not both"):
+        StepwiseDistillation(teacher, student=expected, source=source)
+
+
 @pytest.mark.slow
 def test_short_fit_on_digits_beats_calibration_only(teacher):
     """L = N = 1 (binary, one step): calibration alone loses accuracy, distillation wins it back."""
