@@ -38,10 +38,11 @@ class SaveStudent(L.Callback):
     Args:
         dirpath: the model directory (default: ``<trainer.log_dir>/student``, or
             ``<default_root_dir>/student`` without a logger).
-        model_name: the timm name the student's architecture is created with (default: the
-            teacher's, ``teacher.pretrained_cfg["architecture"]``).
+        model_name: the timm name the student's architecture is created with (default: that
+            of the ANN it was converted from, ``pretrained_cfg["architecture"]`` of the
+            module's ``source``, else of its ``teacher``).
         model_kwargs: the ``timm.create_model`` kwargs, used as given (default:
-            ``num_classes`` of the teacher and ``in_chans`` of the student's input shape).
+            ``num_classes`` of that ANN and ``in_chans`` of the student's input shape).
     """
 
     def __init__(
@@ -59,7 +60,9 @@ class SaveStudent(L.Callback):
         # every rank: trainer.log_dir is a collective (broadcast) under DDP
         root = trainer.log_dir or trainer.default_root_dir
         dirpath = Path(self.dirpath) if self.dirpath else Path(root) / "student"
-        name = self.model_name or _architecture(pl_module.teacher)
+        ann = getattr(pl_module, "source", None)
+        ann = pl_module.teacher if ann is None else ann
+        name = self.model_name or _architecture(ann)
         if not timm.is_model(name):
             raise ValueError(
                 f"save_student: {name!r} is not a registered timm model; pass the student's "
@@ -68,7 +71,7 @@ class SaveStudent(L.Callback):
         kwargs = self.model_kwargs
         if kwargs is None:
             in_chans = int(serialize.conversion_meta(pl_module.student)["input_shape"][0])
-            kwargs = {"num_classes": _num_classes(pl_module.teacher), "in_chans": in_chans}
+            kwargs = {"num_classes": _num_classes(ann), "in_chans": in_chans}
         self._target = (dirpath, name, dict(kwargs))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -79,24 +82,24 @@ class SaveStudent(L.Callback):
         rank_zero_info(f"distilled student ({name}, {kwargs}) saved to {dirpath}")
 
 
-def _architecture(teacher: nn.Module) -> str:
-    name = (getattr(teacher, "pretrained_cfg", None) or {}).get("architecture")
+def _architecture(ann: nn.Module) -> str:
+    name = (getattr(ann, "pretrained_cfg", None) or {}).get("architecture")
     if not name:
         raise ValueError(
-            f"save_student: the teacher ({type(teacher).__name__}) does not record its timm "
+            f"save_student: the source ANN ({type(ann).__name__}) does not record its timm "
             "name (pretrained_cfg['architecture']); pass it with --save_student.model_name "
             "NAME (SaveStudent(model_name=...))"
         )
     return name
 
 
-def _num_classes(teacher: nn.Module) -> int:
-    classes = getattr(teacher, "num_classes", None)
-    if classes is None and hasattr(teacher, "get_classifier"):
-        classes = getattr(teacher.get_classifier(), "out_features", None)
+def _num_classes(ann: nn.Module) -> int:
+    classes = getattr(ann, "num_classes", None)
+    if classes is None and hasattr(ann, "get_classifier"):
+        classes = getattr(ann.get_classifier(), "out_features", None)
     if classes is None:
         raise ValueError(
-            f"save_student: cannot tell the classes of the teacher ({type(teacher).__name__}); "
+            f"save_student: cannot tell the classes of the source ANN ({type(ann).__name__}); "
             "pass --save_student.model_kwargs '{num_classes: K, in_chans: C}'"
         )
     return int(classes)

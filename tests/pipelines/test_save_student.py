@@ -63,6 +63,20 @@ def test_fit_writes_a_directory_that_rebuilds_the_student(tmp_path, kind):
         assert rebuilt.timesteps == 2
 
 
+def test_the_architecture_is_that_of_the_source_not_of_a_larger_teacher(tmp_path):
+    teacher = timm.create_model("ms_resnet32", num_classes=10, in_chans=1).eval()
+    system = StepwiseDistillation(teacher, source=_teacher(), stages=STAGES["qann"], levels=2,
+                                  calibration_images=16)  # fmt: skip
+    _trainer(tmp_path, SaveStudent(), max_steps=1, limit_val_batches=0).fit(
+        system, DigitsDataModule(batch_size=16)
+    )
+    config = json.loads((tmp_path / "student" / CONFIG_FILE).read_text())
+    assert config["architecture"]["model_name"] == "ms_resnet20"
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(load(tmp_path / "student")(x), system.student.eval()(x))
+
+
 def test_explicit_dirpath_name_and_kwargs_and_only_rank_zero_writes(tmp_path):
     system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], levels=2,
                                   calibration_images=16)  # fmt: skip
