@@ -141,6 +141,11 @@ class StepwiseDistillation(L.LightningModule):
         return self.stages[max(self.stage_index, 0)]
 
     @property
+    def ann(self) -> nn.Module:
+        """The ANN the student is converted from: ``source``, else the teacher."""
+        return self.teacher if self.source is None else self.source
+
+    @property
     def timesteps(self) -> int | None:
         """``T`` of an SNN student, ``None`` for a QANN."""
         return self.student.timesteps if isinstance(self.student, SpikingNetwork) else None
@@ -172,9 +177,8 @@ class StepwiseDistillation(L.LightningModule):
     def _build_student(self, data: Iterable | None, input_shape: list[int] | None) -> None:
         hp = self.hparams
         calibrate = data is not None and hp.init_from is None
-        ann = self.teacher if self.source is None else self.source
         self.student = quantized_student(
-            ann, hp.levels, data=data if calibrate else None,
+            self.ann, hp.levels, data=data if calibrate else None,
             per_channel=hp.per_channel, input_shape=input_shape, method=hp.calibration,
             percentile=hp.percentile, progress=False,
         )  # fmt: skip
@@ -229,10 +233,17 @@ class StepwiseDistillation(L.LightningModule):
         )
 
     def _num_classes(self) -> int:
-        shape = self._student_input_shape()
-        device = next(self.teacher.parameters()).device
+        x = torch.zeros(1, *self._student_input_shape(),
+                        device=next(self.teacher.parameters()).device)  # fmt: skip
         with torch.no_grad():
-            return int(self.teacher(torch.zeros(1, *shape, device=device)).shape[-1])
+            classes = int(self.teacher(x).shape[-1])
+            source_classes = classes if self.source is None else int(self.source(x).shape[-1])
+        if source_classes != classes:
+            raise ValueError(
+                f"the teacher has {classes} classes but the source ANN the student is converted "
+                f"from has {source_classes}: pass a source= with the teacher's classifier"
+            )
+        return classes
 
     def on_fit_start(self) -> None:
         """Train the student in train mode (dropout, drop-path), however it was handed over:

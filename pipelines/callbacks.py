@@ -40,7 +40,7 @@ class SaveStudent(L.Callback):
             ``<default_root_dir>/student`` without a logger).
         model_name: the timm name the student's architecture is created with (default: that
             of the ANN it was converted from, ``pretrained_cfg["architecture"]`` of the
-            module's ``source``, else of its ``teacher``).
+            module's ``ann``: its ``source``, else its ``teacher``).
         model_kwargs: the ``timm.create_model`` kwargs, used as given (default:
             ``num_classes`` of that ANN and ``in_chans`` of the student's input shape).
     """
@@ -60,8 +60,7 @@ class SaveStudent(L.Callback):
         # every rank: trainer.log_dir is a collective (broadcast) under DDP
         root = trainer.log_dir or trainer.default_root_dir
         dirpath = Path(self.dirpath) if self.dirpath else Path(root) / "student"
-        ann = getattr(pl_module, "source", None)
-        ann = pl_module.teacher if ann is None else ann
+        ann = pl_module.ann  # the ANN the student was converted from
         name = self.model_name or _architecture(ann)
         if not timm.is_model(name):
             raise ValueError(

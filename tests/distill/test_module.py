@@ -332,6 +332,10 @@ def test_the_student_is_converted_from_source_and_distilled_from_the_teacher(tea
     assert torch.equal(loaded(x), system(x))
     with pytest.raises(ValueError, match="not both"):
         StepwiseDistillation(teacher, student=expected, source=source)
+    five_classes = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5))
+    system = StepwiseDistillation(teacher, source=five_classes, levels=4, calibration_images=64)
+    with pytest.raises(ValueError, match="teacher has 10 classes but the source ANN .* has 5"):
+        _trainer(max_steps=1, limit_val_batches=0).fit(system, Digits())
 
 
 @pytest.mark.slow
