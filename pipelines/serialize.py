@@ -153,7 +153,7 @@ def save(
         "transforms": list(meta.get("transforms", [])),
         "layers": _layers(model),
         "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
-        "versions": {lib: metadata.version(lib) for lib in _LIBRARIES},
+        "versions": {lib: _installed_version(lib) for lib in _LIBRARIES},
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return directory
@@ -286,11 +286,19 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split("+")[0].split(".")[:2])
 
 
+def _installed_version(lib: str) -> str | None:
+    """``lib``'s installed version; ``None`` where it runs from a source tree, not installed."""
+    try:
+        return metadata.version(lib)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _check_versions(config: dict[str, Any], path: Path) -> None:
     for lib, saved in config["versions"].items():
-        if lib not in _LIBRARIES:
+        current = _installed_version(lib) if lib in _LIBRARIES else None
+        if saved is None or current is None:  # nothing to compare against
             continue
-        current = metadata.version(lib)
         if _major_minor(saved) != _major_minor(current):
             warnings.warn(
                 f"{path} was written with {lib} {saved}, this is {lib} {current}: the rebuilt "
