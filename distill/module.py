@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -248,8 +250,12 @@ class StepwiseDistillation(L.LightningModule):
     def on_fit_start(self) -> None:
         """Train the student in train mode (dropout, drop-path), however it was handed over:
         Lightning keeps each module's mode, and a student copied from an eval-mode teacher or
-        loaded from disk starts in eval mode."""
+        loaded from disk starts in eval mode. The teacher, the source and frozen BatchNorms stay
+        in eval mode on purpose, so Lightning's warning that counts them is silenced."""
         self.train()
+        warnings.filterwarnings(
+            "ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning
+        )
 
     def on_train_epoch_start(self) -> None:
         self.enter_stage(self.stage_at(self.current_epoch))

@@ -237,13 +237,15 @@ class Modes(Callback):
         self.modes.append((pl_module.student.training, pl_module.teacher.training))
 
 
-def test_the_student_trains_in_train_mode_and_the_teacher_stays_frozen(teacher):
+def test_the_student_trains_in_train_mode_and_the_teacher_stays_frozen(teacher, recwarn):
     x, _ = _digits()
     student = to_snn(calibrate(teacher, [x[:256]], levels=4, progress=False)).eval()
     system, modes = StepwiseDistillation(teacher, student=student), Modes()
     kwargs = dict(max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[modes])
     _trainer(**kwargs).fit(system, Digits())  # the validation in between switches modes back
     assert modes.modes == [(True, False)] * 4
+    # the frozen teacher's eval mode is intended: Lightning's warning about it is not shown
+    assert not [w for w in recwarn if "in eval mode" in str(w.message)]
 
 
 def test_mixup_feeds_the_teacher_and_student_the_same_mixed_batch_in_training_only(teacher):
