@@ -251,11 +251,17 @@ class StepwiseDistillation(L.LightningModule):
         """Train the student in train mode (dropout, drop-path), however it was handed over:
         Lightning keeps each module's mode, and a student copied from an eval-mode teacher or
         loaded from disk starts in eval mode. The teacher, the source and frozen BatchNorms stay
-        in eval mode on purpose, so Lightning's warning that counts them is silenced."""
+        in eval mode on purpose, so Lightning's warning that counts them at the start of training
+        is silenced, until :meth:`on_train_start` puts the caller's warning filters back."""
         self.train()
+        self._eval_mode_warning_silenced = warnings.catch_warnings()
+        self._eval_mode_warning_silenced.__enter__()
         warnings.filterwarnings(
             "ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning
         )
+
+    def on_train_start(self) -> None:
+        self._eval_mode_warning_silenced.__exit__(None, None, None)
 
     def on_train_epoch_start(self) -> None:
         self.enter_stage(self.stage_at(self.current_epoch))

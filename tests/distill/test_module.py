@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -246,6 +247,7 @@ def test_the_student_trains_in_train_mode_and_the_teacher_stays_frozen(teacher, 
     assert modes.modes == [(True, False)] * 4
     # the frozen teacher's eval mode is intended: Lightning's warning about it is not shown
     assert not [w for w in recwarn if "in eval mode" in str(w.message)]
+    assert not [f for f in warnings.filters if f[1] and "in eval mode" in f[1].pattern]  # scoped
 
 
 def test_mixup_feeds_the_teacher_and_student_the_same_mixed_batch_in_training_only(teacher):
