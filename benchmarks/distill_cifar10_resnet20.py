@@ -79,7 +79,7 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
         teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
         optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay, mixup_alpha=args.mixup_alpha,
-        cutmix_alpha=args.cutmix_alpha,
+        cutmix_alpha=args.cutmix_alpha, torch_compile=args.compile,
     )  # fmt: skip
     # the snapshot must run before the EMA callback copies the average into the student
     callbacks = (
@@ -155,6 +155,10 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=4.0)
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--precision", default="32-true")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the training steps' student and teacher (scores stay eager)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)

@@ -79,6 +79,12 @@ class StepwiseDistillation(L.LightningModule):
             (for a peak well above 1e-4: fresh AdamW moments take full-size first steps).
         weight_decay: weight decay of weights (thresholds and biases get none).
         momentum: SGD momentum.
+        torch_compile: run the training steps' student and teacher through ``torch.compile``
+            (the frozen teacher with its weights folded into the graph). Validation, test and
+            predict stay eager, so the accuracies logged are those of the network that is
+            saved; the compiled student may round a value at a level boundary differently in
+            the last bit, which training does not mind. Compiling takes tens of seconds at the
+            first step and again at each stage; BENCHMARKS.md has the speed-up.
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class StepwiseDistillation(L.LightningModule):
         warmup_steps: int = 0,
         weight_decay: float = 5e-4,
         momentum: float = 0.9,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         # hparams hold plain dicts, so that checkpoints load with torch.load(weights_only=True)
@@ -135,6 +142,9 @@ class StepwiseDistillation(L.LightningModule):
         self.train_top1: MulticlassAccuracy | None = None  # built in setup (needs classes)
         self.batch_mix: BatchMix | None = None  # likewise
         self.teacher_top1 = nn.ModuleDict()
+        # (student, compiled teacher, compiled student) with torch_compile; a tuple, so that
+        # the compiled wrappers are not registered as submodules (no second state_dict entry)
+        self._compiled: tuple[nn.Module, nn.Module, nn.Module] | None = None
 
     # -- student construction and schedule ---------------------------------------------------
     @property
@@ -266,6 +276,25 @@ class StepwiseDistillation(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.enter_stage(self.stage_at(self.current_epoch))
 
+    def on_train_end(self) -> None:
+        self._compiled = None
+
+    def _training_networks(self) -> tuple[nn.Module, nn.Module]:
+        """The teacher and student a training step runs: compiled with ``torch_compile``.
+
+        The student is compiled again when a stage replaces it (e.g. QANN → SNN).
+        """
+        if not self.hparams.torch_compile:
+            return self.teacher, self.student
+        if self._compiled is None or self._compiled[0] is not self.student:
+            teacher = (
+                torch.compile(self.teacher, options={"freezing": True})
+                if self._compiled is None
+                else self._compiled[1]
+            )
+            self._compiled = (self.student, teacher, torch.compile(self.student))
+        return self._compiled[1], self._compiled[2]
+
     def train(self, mode: bool = True) -> StepwiseDistillation:
         """Switch modes; the teacher, the source and unfoldable BatchNorms stay in eval mode."""
         super().train(mode)
@@ -279,21 +308,26 @@ class StepwiseDistillation(L.LightningModule):
     # -- forward and steps --------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Student outputs ``(T, B, classes)`` for images or ``(B, F, C, H, W)`` frames."""
-        out = self.student(student_input(x, self.hparams.student_frames, self.timesteps))
+        return self._student_outputs(self.student, x)
+
+    def _student_outputs(self, student: nn.Module, x: Tensor) -> Tensor:
+        out = student(student_input(x, self.hparams.student_frames, self.timesteps))
         return out if isinstance(self.student, SpikingNetwork) else out.unsqueeze(0)
 
-    def _shared_step(self, batch: Any, mix: bool = False) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def _shared_step(self, batch: Any, train: bool = False) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """Outputs, teacher logits, labels and loss; ``train``: mixed batch, compiled networks."""
         x, y = batch_inputs(batch), batch[1]
-        if mix and self.batch_mix is not None:
+        teacher, student = self._training_networks() if train else (self.teacher, self.student)
+        if train and self.batch_mix is not None:
             x, y = self.batch_mix(x, y)
         with torch.no_grad():
-            z = teacher_logits(self.teacher, x)
-        out = self(x)
+            z = teacher_logits(teacher, x)
+        out = self._student_outputs(student, x)
         loss = stepwise_distillation_loss(out, z, y, self.hparams.alpha, self.hparams.tau)
         return out, z, y, loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        out, _, y, loss = self._shared_step(batch, mix=True)
+        out, _, y, loss = self._shared_step(batch, train=True)
         # mixed labels: accuracy against the larger share
         self.train_top1(out.detach().mean(0), y.argmax(-1) if y.dim() == 2 else y)
         self.log("train/loss", loss.total, on_step=True, on_epoch=True, prog_bar=True)

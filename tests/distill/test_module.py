@@ -228,6 +228,39 @@ def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher
     assert torch.equal(snn.net.get_submodule("0").weight, qat["student.0.weight"])
 
 
+class CompiledNetworks(Callback):
+    """Records, at every training step, the student each compiled wrapper runs (or None)."""
+
+    def __init__(self) -> None:
+        self.students: list[nn.Module | None] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        compiled = pl_module._compiled
+        self.students.append(None if compiled is None else compiled[2]._orig_mod)
+
+
+def test_torch_compile_trains_like_eager_across_a_stage_change(teacher):
+    """Compiled training steps give eager's losses through a QAT epoch and the SNN it becomes
+    (the student is compiled again after the change), and nothing compiled is left behind."""
+    stages = [Stage("qann", epochs=1), Stage("snn", timesteps=2)]
+    runs = {}
+    for compiled in (False, True):
+        system = StepwiseDistillation(
+            teacher, stages=stages, levels=2, calibration_images=256, torch_compile=compiled
+        )
+        losses, networks = Losses(), CompiledNetworks()
+        kwargs = dict(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
+        _trainer(callbacks=[losses, networks], **kwargs).fit(system, Digits())
+        runs[compiled] = system, losses.losses, networks.students
+    (eager, eager_losses, none), (system, compiled_losses, students) = runs[False], runs[True]
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert none == [None] * 4
+    assert students[0] is students[1] and not isinstance(students[0], SpikingNetwork)  # QANN
+    assert isinstance(students[2], SpikingNetwork) and students[2] is system.student
+    assert system._compiled is None  # dropped at the end of training
+    assert system.state_dict().keys() == eager.state_dict().keys()
+
+
 class Modes(Callback):
     """Records the (student, teacher) training flags at every training step."""
 
