@@ -142,9 +142,9 @@ class StepwiseDistillation(L.LightningModule):
         self.train_top1: MulticlassAccuracy | None = None  # built in setup (needs classes)
         self.batch_mix: BatchMix | None = None  # likewise
         self.teacher_top1 = nn.ModuleDict()
-        # (student, compiled teacher, compiled student) with torch_compile; a tuple, so that
-        # the compiled wrappers are not registered as submodules (no second state_dict entry)
-        self._compiled: tuple[nn.Module, nn.Module, nn.Module] | None = None
+        # (compiled teacher, compiled student) with torch_compile; a tuple, so that the
+        # compiled wrappers are not registered as submodules (no second state_dict entry)
+        self._compiled: tuple[nn.Module, nn.Module] | None = None
 
     # -- student construction and schedule ---------------------------------------------------
     @property
@@ -286,14 +286,12 @@ class StepwiseDistillation(L.LightningModule):
         """
         if not self.hparams.torch_compile:
             return self.teacher, self.student
-        if self._compiled is None or self._compiled[0] is not self.student:
-            teacher = (
-                torch.compile(self.teacher, options={"freezing": True})
-                if self._compiled is None
-                else self._compiled[1]
-            )
-            self._compiled = (self.student, teacher, torch.compile(self.student))
-        return self._compiled[1], self._compiled[2]
+        if self._compiled is None:
+            teacher = torch.compile(self.teacher, options={"freezing": True})
+            self._compiled = teacher, torch.compile(self.student)
+        elif self._compiled[1]._orig_mod is not self.student:
+            self._compiled = self._compiled[0], torch.compile(self.student)
+        return self._compiled
 
     def train(self, mode: bool = True) -> StepwiseDistillation:
         """Switch modes; the teacher, the source and unfoldable BatchNorms stay in eval mode."""

@@ -229,14 +229,16 @@ def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher
 
 
 class CompiledNetworks(Callback):
-    """Records, at every training step, the student each compiled wrapper runs (or None)."""
+    """Records, at every training step, the teacher and student the compiled wrappers run."""
 
     def __init__(self) -> None:
+        self.teachers: list[nn.Module | None] = []
         self.students: list[nn.Module | None] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        compiled = pl_module._compiled
-        self.students.append(None if compiled is None else compiled[2]._orig_mod)
+        compiled = pl_module._compiled or (None, None)
+        self.teachers.append(getattr(compiled[0], "_orig_mod", None))
+        self.students.append(getattr(compiled[1], "_orig_mod", None))
 
 
 def test_torch_compile_trains_like_eager_across_a_stage_change(teacher):
@@ -251,10 +253,12 @@ def test_torch_compile_trains_like_eager_across_a_stage_change(teacher):
         losses, networks = Losses(), CompiledNetworks()
         kwargs = dict(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
         _trainer(callbacks=[losses, networks], **kwargs).fit(system, Digits())
-        runs[compiled] = system, losses.losses, networks.students
-    (eager, eager_losses, none), (system, compiled_losses, students) = runs[False], runs[True]
+        runs[compiled] = system, losses.losses, networks
+    (eager, eager_losses, plain), (system, compiled_losses, networks) = runs[False], runs[True]
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
-    assert none == [None] * 4
+    assert plain.teachers == plain.students == [None] * 4
+    assert networks.teachers == [system.teacher] * 4  # compiled once, for every stage
+    students = networks.students
     assert students[0] is students[1] and not isinstance(students[0], SpikingNetwork)  # QANN
     assert isinstance(students[2], SpikingNetwork) and students[2] is system.student
     assert system._compiled is None  # dropped at the end of training
