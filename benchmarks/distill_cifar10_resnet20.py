@@ -14,7 +14,9 @@ schedule instead of calibrating. ``--ema-decay D`` keeps an exponential moving a
 weights (Lightning's ``EMAWeightAveraging``, every step), reports the last weights and the
 average, and saves the average as the result and the last weights beside it (``..._last``).
 ``--teacher ms_resnet56`` distils from a larger pretrained CIFAR ResNet instead of the ANN the
-SNN was converted from.
+SNN was converted from. Each epoch prints one line (epoch-mean training loss, steps, step
+rate), so a detached run's log shows its progress where no progress bar reaches it, and the
+distilled row of the JSON keeps those lines.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import copy
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from torch import nn
 from torchvision.transforms import v2
+from tqdm import tqdm
 
 from multispike.convert import calibrate, to_snn
 from multispike.distill.data import CIFAR10DataModule
@@ -69,11 +73,38 @@ class KeepLastWeights(Callback):
         }
 
 
-def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, float, dict | None]:
+class EpochLines(Callback):
+    """Print (and keep) one line per training epoch: mean loss, global step, steps per second."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+        self.start = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds = time.perf_counter() - self.start
+        loss = trainer.callback_metrics.get("train/loss_epoch")
+        line = {
+            "epoch": f"{trainer.current_epoch + 1}/{trainer.max_epochs}",
+            "loss": None if loss is None else round(float(loss), 4),
+            "step": trainer.global_step, "seconds": round(seconds, 1),
+            "steps_per_s": round(trainer.global_step / seconds, 2),
+        }  # fmt: skip
+        self.lines.append(line)
+        tqdm.write(str(line))  # above the progress bar, not glued to its last state
+        sys.stdout.flush()
+
+
+def distill(
+    teacher, student, stage: Stage, data, args
+) -> tuple[nn.Module, float, dict | None, list]:
     """Fit ``student`` against ``teacher`` in one stage.
 
     Returns the student (its exponential moving average with ``--ema-decay``), the wall time
-    (s) and, with ``--ema-decay``, the state dict of the last weights before averaging.
+    (s), with ``--ema-decay`` the state dict of the last weights before averaging (else
+    ``None``), and the per-epoch lines.
     """
     system = StepwiseDistillation(
         teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
@@ -82,9 +113,11 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
         cutmix_alpha=args.cutmix_alpha, torch_compile=args.compile,
     )  # fmt: skip
     # the snapshot must run before the EMA callback copies the average into the student
-    callbacks = (
+    averaging = (
         [KeepLastWeights(), EMAWeightAveraging(decay=args.ema_decay)] if args.ema_decay else []
     )
+    epochs = EpochLines()
+    callbacks = [*averaging, epochs]
     trainer = L.Trainer(
         callbacks=callbacks, max_epochs=args.epochs, limit_train_batches=args.train_batches,
         limit_val_batches=0, accelerator=args.accelerator, devices=1, precision=args.precision,
@@ -94,7 +127,7 @@ def distill(teacher, student, stage: Stage, data, args) -> tuple[nn.Module, floa
     start = time.perf_counter()
     trainer.fit(system, datamodule=data)
     seconds = time.perf_counter() - start
-    return system.student.cpu(), seconds, callbacks[0].state if callbacks else None
+    return system.student.cpu(), seconds, averaging[0].state if averaging else None, epochs.lines
 
 
 def model_dir_name(levels: int, spikes: int, steps: int) -> str:
@@ -224,7 +257,7 @@ def main() -> None:
             student, origin = to_snn(qann, max_spikes=spikes, timesteps=steps), "calibrated"
         report({"model": f"{kind} {origin}", "top1": top1(student, images, labels)})
         stage = Stage("snn", timesteps=steps, max_spikes=spikes)
-        snn, seconds, last = distill(teacher, student, stage, data, args)
+        snn, seconds, last, epoch_lines = distill(teacher, student, stage, data, args)
         if last is not None:
             unaveraged = copy.deepcopy(snn)
             unaveraged.load_state_dict(last)
@@ -232,7 +265,8 @@ def main() -> None:
                     "top1": top1(unaveraged, images, labels)})  # fmt: skip
             save_student(unaveraged, args.save_dir, model_dir_name(levels, spikes, steps) + "_last")
         report({"model": f"{kind} distilled" + (" (EMA)" if last is not None else ""),
-                "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1)})  # fmt: skip
+                "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1),
+                "epochs": epoch_lines})  # fmt: skip
         save_student(snn, args.save_dir, model_dir_name(levels, spikes, steps))
 
     print(json.dumps(record, indent=1))
