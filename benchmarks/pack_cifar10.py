@@ -1,0 +1,132 @@
+"""Pack the shared CIFAR-10 npz into lossless WebP parts, and rebuild it bit for bit elsewhere.
+
+For a machine that receives files under a size cap (a lent GPU machine takes 64 MiB a call):
+``pack`` writes each part as one folder (``part1/``, ``part2/``, ...) of WebP strips of 100
+images (about 54 % of the raw bytes, 49 MB for 30,000 images), the labels and other small
+arrays in each part, and the SHA-256 of every array; ``unpack`` rebuilds
+``OUT/cifar10/cifar10-full.npz`` from the parts (in order, the first one as a ``.npy`` once
+copied) and checks every array against those hashes::
+
+    python benchmarks/pack_cifar10.py pack --output .gpu --parts 2
+    # on the other machine, each part as it arrives (earlier parts kept in --work):
+    python benchmarks/pack_cifar10.py unpack .gpu/part1 --work /tmp/pack
+    python benchmarks/pack_cifar10.py unpack .gpu/part2 --work /tmp/pack --output /tmp/msdata
+
+Then ``MULTISPIKE_DATA=/tmp/msdata`` (with ``weights/`` copied beside ``cifar10/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from multispike.zoo.paths import shared_data_dir
+
+TILE = 100  # images per WebP strip (32 x 3200 pixels)
+IMAGE_KEYS = ("train_x", "test_x")
+_ARRAYS: dict[str, np.ndarray] = {}
+
+
+def _load(path: str) -> None:
+    with np.load(path) as data:
+        _ARRAYS.update({key: data[key] for key in IMAGE_KEYS})
+
+
+def _encode(job: tuple[str, int]) -> bytes:
+    key, start = job
+    strip = np.concatenate(list(_ARRAYS[key][start : start + TILE]), axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="WEBP", lossless=True, quality=100, method=4)
+    return buffer.getvalue()
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def pack(source: Path, output: Path, parts: int, processes: int) -> None:
+    """Split the image arrays' strips into ``parts`` folders of about equal size."""
+    with np.load(source) as data:
+        small = {key: data[key] for key in data.files if key not in IMAGE_KEYS}
+        sizes = {key: len(data[key]) for key in IMAGE_KEYS}
+        digests = {key: _digest(data[key]) for key in data.files}
+    jobs = [(key, start) for key in IMAGE_KEYS for start in range(0, sizes[key], TILE)]
+    share = -(-len(jobs) // parts)
+    with Pool(processes, initializer=_load, initargs=(str(source),)) as pool:
+        for index in range(parts):
+            chunk = jobs[index * share : (index + 1) * share]
+            blobs = pool.map(_encode, chunk, chunksize=10)
+            folder = output / f"part{index + 1}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "strips.bin").write_bytes(b"".join(blobs))
+            index_file = {"part": index + 1, "parts": parts, "strips": chunk,
+                          "bytes": [len(b) for b in blobs], "sha256": digests}  # fmt: skip
+            (folder / "index.json").write_text(json.dumps(index_file))
+            np.savez_compressed(folder / "small.npz", **small)
+            print(f"{folder}: {len(chunk)} strips, {sum(map(len, blobs)) / 1e6:.1f} MB")
+
+
+def unpack(part: Path, work: Path, output: Path | None) -> None:
+    """Decode one part into ``work``; after the last part, write and verify the npz."""
+    index = json.loads((part / "index.json").read_text())
+    raw, position = (part / "strips.bin").read_bytes(), 0
+    work.mkdir(parents=True, exist_ok=True)
+    for (key, start), size in zip(index["strips"], index["bytes"], strict=True):
+        strip = np.asarray(Image.open(io.BytesIO(raw[position : position + size])).convert("RGB"))
+        position += size
+        images = strip.reshape(32, -1, 32, 3).transpose(1, 0, 2, 3)
+        np.save(work / f"{key}_{start:06d}.npy", images)
+    print(f"{part}: {len(index['strips'])} strips decoded into {work}")
+    if index["part"] < index["parts"]:
+        return
+    arrays = {key: np.concatenate([np.load(f) for f in sorted(work.glob(f"{key}_*.npy"))])
+              for key in IMAGE_KEYS}  # fmt: skip
+    with np.load(part / "small.npz") as small:
+        arrays |= {key: small[key] for key in small.files}
+    wrong = [key for key, digest in index["sha256"].items() if _digest(arrays[key]) != digest]
+    if wrong:
+        raise SystemExit(f"{part}: rebuilt arrays differ from the source's: {', '.join(wrong)}")
+    if output is not None:
+        (output / "cifar10").mkdir(parents=True, exist_ok=True)
+        np.savez(output / "cifar10" / "cifar10-full.npz", **arrays)
+        print(f"{output / 'cifar10' / 'cifar10-full.npz'}: every array matches its SHA-256")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    packing = commands.add_parser("pack")
+    packing.add_argument(
+        "--source", type=Path, default=None,
+        help="the npz (default: cifar10/cifar10-full.npz in the shared data)",
+    )  # fmt: skip
+    packing.add_argument("--output", type=Path, required=True)
+    packing.add_argument("--parts", type=int, default=2)
+    packing.add_argument("--processes", type=int, default=2)
+    unpacking = commands.add_parser("unpack")
+    unpacking.add_argument("part", type=Path)
+    unpacking.add_argument("--work", type=Path, required=True, help="decoded strips so far")
+    unpacking.add_argument("--output", type=Path, default=None,
+                           help="data folder for the rebuilt npz (with the last part)")  # fmt: skip
+    args = parser.parse_args()
+    if args.command == "pack":
+        source = args.source
+        if source is None:
+            root = shared_data_dir()
+            if root is None:
+                parser.error("no shared data folder: pass --source or set MULTISPIKE_DATA")
+            source = root / "cifar10" / "cifar10-full.npz"
+        pack(source, args.output, args.parts, args.processes)
+    else:
+        unpack(args.part, args.work, args.output)
+
+
+if __name__ == "__main__":
+    main()
