@@ -3,9 +3,9 @@
 For a machine that receives files under a size cap (a lent GPU machine takes 64 MiB a call):
 ``pack`` writes each part as one folder (``part1/``, ``part2/``, ...) of WebP strips of 100
 images (about 54 % of the raw bytes, 49 MB for 30,000 images), the labels and other small
-arrays in each part, and the SHA-256 of every array; ``unpack`` rebuilds
-``OUT/cifar10/cifar10-full.npz`` from the parts (in order, the first one as a ``.npy`` once
-copied) and checks every array against those hashes::
+arrays, and the SHA-256 of every array. ``unpack`` decodes one part at a time into a work
+folder (so the parts can arrive in separate transfers); given the last part, it rebuilds the
+npz, checks every array against those hashes and writes ``--output``/cifar10/cifar10-full.npz::
 
     python benchmarks/pack_cifar10.py pack --output .gpu --parts 2
     # on the other machine, each part as it arrives (earlier parts kept in --work):
@@ -86,13 +86,17 @@ def unpack(part: Path, work: Path, output: Path | None) -> None:
     print(f"{part}: {len(index['strips'])} strips decoded into {work}")
     if index["part"] < index["parts"]:
         return
-    arrays = {key: np.concatenate([np.load(f) for f in sorted(work.glob(f"{key}_*.npy"))])
-              for key in IMAGE_KEYS}  # fmt: skip
+    strips = {key: [np.load(f) for f in sorted(work.glob(f"{key}_*.npy"))] for key in IMAGE_KEYS}
+    arrays = {key: np.concatenate(s) if s else np.empty((0, 32, 32, 3), np.uint8)
+              for key, s in strips.items()}  # fmt: skip
     with np.load(part / "small.npz") as small:
         arrays |= {key: small[key] for key in small.files}
     wrong = [key for key, digest in index["sha256"].items() if _digest(arrays[key]) != digest]
     if wrong:
-        raise SystemExit(f"{part}: rebuilt arrays differ from the source's: {', '.join(wrong)}")
+        raise SystemExit(
+            f"{part}: rebuilt arrays differ from the source's: {', '.join(wrong)}; unpack every "
+            f"part, in order, into the same --work folder ({work}), holding nothing else"
+        )
     if output is not None:
         (output / "cifar10").mkdir(parents=True, exist_ok=True)
         np.savez(output / "cifar10" / "cifar10-full.npz", **arrays)
