@@ -1,0 +1,58 @@
+"""benchmarks/distill_cifar10_resnet20.py: the per-epoch progress lines a detached run prints."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from multispike.convert import calibrate, to_snn
+from multispike.distill.module import StepwiseDistillation
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_cifar10_resnet20.py"
+spec = importlib.util.spec_from_file_location("distill_cifar10_resnet20", SCRIPT)
+benchmark = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = benchmark
+spec.loader.exec_module(benchmark)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class StepLosses(Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_epoch_lines_report_each_epochs_mean_loss_and_step_count(capsys):
+    torch.manual_seed(0)
+    teacher = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+    ).eval()
+    x, y = torch.randn(96, 1, 8, 8), torch.randint(0, 10, (96,))
+    student = to_snn(calibrate(teacher, [x[:32]], levels=4, progress=False))
+    system = StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.01)
+    lines, losses = benchmark.EpochLines(), StepLosses()
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        callbacks=[lines, losses],
+    )  # fmt: skip
+    trainer.fit(system, DataLoader(TensorDataset(x, y), batch_size=32))  # 3 steps an epoch
+
+    assert [(line["epoch"], line["step"]) for line in lines.lines] == [("1/2", 3), ("2/2", 6)]
+    for epoch, line in enumerate(lines.lines):  # equal batches: the plain mean of the steps
+        assert line["loss"] == pytest.approx(
+            sum(losses.losses[3 * epoch : 3 * epoch + 3]) / 3, abs=1e-4
+        )
+        assert line["steps_per_s"] > 0
+    assert lines.lines[0]["seconds"] <= lines.lines[1]["seconds"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [str(line) for line in lines.lines]
