@@ -12,7 +12,9 @@ JSON records every setting and the wall time of each run. ``--save-dir DIR`` kee
 distilled SNN (``snn_L{L}_N{N}_T{T}``); ``--init-dir DIR`` continues from them with a new
 schedule instead of calibrating. ``--ema-decay D`` keeps an exponential moving average of the
 weights (Lightning's ``EMAWeightAveraging``, every step), reports the last weights and the
-average, and saves the average as the result and the last weights beside it (``..._last``).
+average, and saves the average as the result and the last weights beside it (``..._last``);
+``--uniform-average`` does the same with the equal-weight average of every step's weights
+(stochastic weight averaging, Lightning's ``WeightAveraging``).
 ``--teacher ms_resnet56`` distils from a larger pretrained CIFAR ResNet instead of the ANN the
 SNN was converted from. Each epoch prints one line (epoch-mean training loss, steps, step
 rate), so a detached run's log shows its progress where no progress bar reaches it, and the
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, WeightAveraging
 from torch import nn
 from torchvision.transforms import v2
 from tqdm import tqdm
@@ -102,9 +104,9 @@ def distill(
 ) -> tuple[nn.Module, float, dict | None, list]:
     """Fit ``student`` against ``teacher`` in one stage.
 
-    Returns the student (its exponential moving average with ``--ema-decay``), the wall time
-    (s), with ``--ema-decay`` the state dict of the last weights before averaging (else
-    ``None``), and the per-epoch lines.
+    Returns the student (its average of the weights with ``--ema-decay`` or
+    ``--uniform-average``), the wall time (s), with either flag the state dict of the last
+    weights before averaging (else ``None``), and the per-epoch lines.
     """
     system = StepwiseDistillation(
         teacher, student=student, stages=[stage], alpha=args.alpha, tau=args.tau,
@@ -112,10 +114,12 @@ def distill(
         weight_decay=args.weight_decay, mixup_alpha=args.mixup_alpha,
         cutmix_alpha=args.cutmix_alpha, torch_compile=args.compile,
     )  # fmt: skip
-    # the snapshot must run before the EMA callback copies the average into the student
-    averaging = (
-        [KeepLastWeights(), EMAWeightAveraging(decay=args.ema_decay)] if args.ema_decay else []
-    )
+    # the snapshot must run before the averaging callback copies the average into the student
+    averaging = []
+    if args.ema_decay:
+        averaging = [KeepLastWeights(), EMAWeightAveraging(decay=args.ema_decay)]
+    elif args.uniform_average:
+        averaging = [KeepLastWeights(), WeightAveraging()]  # equal weights, every step
     epochs = EpochLines()
     callbacks = [*averaging, epochs]
     trainer = L.Trainer(
@@ -176,6 +180,10 @@ def main() -> None:
         help="keep an exponential moving average of the weights (every step) and report it",
     )  # fmt: skip
     parser.add_argument(
+        "--uniform-average", action="store_true",
+        help="keep the equal-weight average of every step's weights (SWA) and report it",
+    )  # fmt: skip
+    parser.add_argument(
         "--mixup-alpha", type=float, default=0.0, help="MixUp Beta(a, a) of training batches"
     )
     parser.add_argument("--cutmix-alpha", type=float, default=0.0, help="CutMix Beta(a, a)")
@@ -198,6 +206,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.ema_decay and args.uniform_average:
+        parser.error("--ema-decay and --uniform-average each set the average: give one")
     if args.train_batches is not None and args.train_batches > 1:
         args.train_batches = int(args.train_batches)
     configs = [(lv, lv, 1) for lv in args.levels] + [(t, 1, t) for t in args.binary_steps]
@@ -264,7 +274,9 @@ def main() -> None:
             report({"model": f"{kind} distilled, last weights",
                     "top1": top1(unaveraged, images, labels)})  # fmt: skip
             save_student(unaveraged, args.save_dir, model_dir_name(levels, spikes, steps) + "_last")
-        report({"model": f"{kind} distilled" + (" (EMA)" if last is not None else ""),
+        report({"model": f"{kind} distilled" + (
+                    "" if last is None else " (EMA)" if args.ema_decay else " (uniform average)"
+                ),
                 "top1": top1(snn, images, labels), "train_seconds": round(seconds, 1),
                 "epochs": epoch_lines})  # fmt: skip
         save_student(snn, args.save_dir, model_dir_name(levels, spikes, steps))
