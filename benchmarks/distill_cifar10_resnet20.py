@@ -99,6 +99,20 @@ class EpochLines(Callback):
         sys.stdout.flush()
 
 
+def averaging_callbacks(ema_decay: float | None, uniform: bool) -> list[Callback]:
+    """``[KeepLastWeights, averaging]`` for a fit, or ``[]`` without averaging.
+
+    The average is updated after every optimizer step: exponentially with ``ema_decay``
+    (``w̄ ← d·w̄ + (1 − d)·w``), else with equal weights if ``uniform`` (``w̄ = mean_k w_k``).
+    The snapshot comes first, so it runs before the average is copied into the student.
+    """
+    if ema_decay:
+        return [KeepLastWeights(), EMAWeightAveraging(decay=ema_decay)]
+    if uniform:
+        return [KeepLastWeights(), WeightAveraging()]
+    return []
+
+
 def distill(
     teacher, student, stage: Stage, data, args
 ) -> tuple[nn.Module, float, dict | None, list]:
@@ -114,12 +128,7 @@ def distill(
         weight_decay=args.weight_decay, mixup_alpha=args.mixup_alpha,
         cutmix_alpha=args.cutmix_alpha, torch_compile=args.compile,
     )  # fmt: skip
-    # the snapshot must run before the averaging callback copies the average into the student
-    averaging = []
-    if args.ema_decay:
-        averaging = [KeepLastWeights(), EMAWeightAveraging(decay=args.ema_decay)]
-    elif args.uniform_average:
-        averaging = [KeepLastWeights(), WeightAveraging()]  # equal weights, every step
+    averaging = averaging_callbacks(args.ema_decay, args.uniform_average)
     epochs = EpochLines()
     callbacks = [*averaging, epochs]
     trainer = L.Trainer(

@@ -1,4 +1,4 @@
-"""benchmarks/distill_cifar10_resnet20.py: the per-epoch progress lines a detached run prints."""
+"""benchmarks/distill_cifar10_resnet20.py: per-epoch progress lines and weight averaging."""
 
 import importlib.util
 import sys
@@ -31,14 +31,26 @@ class StepLosses(Callback):
         self.losses.append(float(outputs["loss"]))
 
 
-def test_epoch_lines_report_each_epochs_mean_loss_and_step_count(capsys):
+class StepWeights(Callback):
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.states.append({k: v.clone() for k, v in pl_module.student.state_dict().items()})
+
+
+def tiny_system() -> tuple[StepwiseDistillation, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     teacher = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
     ).eval()
     x, y = torch.randn(96, 1, 8, 8), torch.randint(0, 10, (96,))
     student = to_snn(calibrate(teacher, [x[:32]], levels=4, progress=False))
-    system = StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.01)
+    return StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.01), x, y
+
+
+def test_epoch_lines_report_each_epochs_mean_loss_and_step_count(capsys):
+    system, x, y = tiny_system()
     lines, losses = benchmark.EpochLines(), StepLosses()
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
@@ -56,3 +68,31 @@ def test_epoch_lines_report_each_epochs_mean_loss_and_step_count(capsys):
     assert lines.lines[0]["seconds"] <= lines.lines[1]["seconds"]
     printed = capsys.readouterr().out.splitlines()
     assert printed == [str(line) for line in lines.lines]
+
+
+def test_uniform_average_is_the_mean_of_every_steps_weights_and_keeps_the_last():
+    system, x, y = tiny_system()
+    averaging = benchmark.averaging_callbacks(ema_decay=None, uniform=True)
+    steps = StepWeights()
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        callbacks=[*averaging, steps],
+    )  # fmt: skip
+    trainer.fit(system, DataLoader(TensorDataset(x, y), batch_size=32))
+
+    assert len(steps.states) == 6
+    averaged, last = system.student.state_dict(), averaging[0].state
+    for name, value in last.items():
+        assert torch.equal(value, steps.states[-1][name])
+        mean = torch.stack([state[name] for state in steps.states]).float().mean(0)
+        torch.testing.assert_close(averaged[name].float(), mean)
+    assert any(not torch.equal(averaged[k], last[k]) for k in last)
+
+
+def test_averaging_callbacks_pick_one_average():
+    assert benchmark.averaging_callbacks(None, uniform=False) == []
+    ema = benchmark.averaging_callbacks(0.999, uniform=False)
+    assert [type(c).__name__ for c in ema] == ["KeepLastWeights", "EMAWeightAveraging"]
+    uniform = benchmark.averaging_callbacks(None, uniform=True)
+    assert [type(c).__name__ for c in uniform] == ["KeepLastWeights", "WeightAveraging"]
