@@ -46,6 +46,12 @@ def average_state(states: list[dict[str, torch.Tensor]], coefficients: list[floa
             raise ValueError(
                 f"model {i} has other tensors than model 0: {sorted(keys ^ set(state))}"
             )
+        for k in keys:
+            if state[k].shape != states[0][k].shape:
+                raise ValueError(
+                    f"{k}: model {i} has shape {tuple(state[k].shape)}, model 0 "
+                    f"{tuple(states[0][k].shape)}: average models of one network"
+                )
     return {
         k: sum(c * s[k].double() for c, s in zip(coefficients, states, strict=True)).to(
             states[0][k].dtype

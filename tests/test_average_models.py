@@ -29,3 +29,11 @@ def test_average_state_names_the_tensors_one_model_lacks():
         average_models.average_state(
             [{"w": torch.ones(1), "bias": torch.ones(1)}, {"w": torch.ones(1)}], [0.5, 0.5]
         )
+
+
+def test_average_state_names_a_tensor_whose_shape_differs():
+    # (1,) and (3,) would broadcast silently: the average must refuse them
+    with pytest.raises(ValueError, match=r"threshold: model 1 has shape \(3,\), model 0 \(1,\)"):
+        average_models.average_state(
+            [{"threshold": torch.ones(1)}, {"threshold": torch.ones(3)}], [0.5, 0.5]
+        )
