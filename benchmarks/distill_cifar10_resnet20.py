@@ -16,7 +16,8 @@ average, and saves the average as the result and the last weights beside it (``.
 ``--uniform-average`` does the same with the equal-weight average of every step's weights
 (stochastic weight averaging, Lightning's ``WeightAveraging``).
 ``--teacher ms_resnet56`` distils from a larger pretrained CIFAR ResNet instead of the ANN the
-SNN was converted from. Each epoch prints one line (epoch-mean training loss, steps, step
+SNN was converted from; ``--teacher ms_resnet56 ms_resnet44`` from the mean logits of several
+(``TeacherEnsemble``). Each epoch prints one line (epoch-mean training loss, steps, step
 rate), so a detached run's log shows its progress where no progress bar reaches it, and the
 distilled row of the JSON keeps those lines.
 """
@@ -42,6 +43,7 @@ from multispike.convert import calibrate, to_snn
 from multispike.distill.data import CIFAR10DataModule
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, timm_model
+from multispike.distill.teacher import TeacherEnsemble
 from multispike.pipelines import load, save
 
 # what follows CIFAR10DataModule's crop + flip (on the uint8 image, before normalisation)
@@ -197,9 +199,10 @@ def main() -> None:
     )
     parser.add_argument("--cutmix-alpha", type=float, default=0.0, help="CutMix Beta(a, a)")
     parser.add_argument(
-        "--teacher", default="ms_resnet20", choices=[f"ms_resnet{d}" for d in (20, 32, 44, 56)],
-        help="the distillation teacher (shared pretrained weights); the SNN is still converted "
-        "from the ResNet-20, which the ANN row reports",
+        "--teacher", nargs="+", default=["ms_resnet20"],
+        choices=[f"ms_resnet{d}" for d in (20, 32, 44, 56)],
+        help="the distillation teacher (shared pretrained weights; several: their mean logits); "
+        "the SNN is still converted from the ResNet-20, which the ANN row reports",
     )  # fmt: skip
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--tau", type=float, default=4.0)
@@ -240,7 +243,9 @@ def main() -> None:
     images, labels = map(torch.stack, zip(*[(x, torch.tensor(y)) for x, y in test], strict=True))
     calib = data.calibration_dataloader(num_images=args.calibration_images)
     ann = timm_model("ms_resnet20", pretrained=True)
-    teacher = ann if args.teacher == "ms_resnet20" else timm_model(args.teacher, pretrained=True)
+    members = [ann if name == "ms_resnet20" else timm_model(name, pretrained=True)
+               for name in args.teacher]  # fmt: skip
+    teacher = members[0] if len(members) == 1 else TeacherEnsemble(members)
 
     rows: list[dict] = []
     record = {
@@ -261,7 +266,8 @@ def main() -> None:
 
     report({"model": "ANN", "top1": top1(ann, images, labels)})
     if teacher is not ann:
-        report({"model": f"teacher {args.teacher}", "top1": top1(teacher, images, labels)})
+        name = " + ".join(args.teacher)
+        report({"model": f"teacher {name}", "top1": top1(teacher, images, labels)})
     for levels, spikes, steps in configs:
         kind = (f"SNN T=1 N=L={levels}" if spikes > 1
                 else f"binary SNN N=1 T={steps} (from L={levels})")  # fmt: skip

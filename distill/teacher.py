@@ -1,12 +1,14 @@
-"""Train a full-precision teacher when none is given (e.g. the embedded digits recipe).
+"""Teachers beyond a single pretrained model: one trained on the spot, or several averaged.
 
 :func:`trained_teacher` is a teacher factory a recipe can name: it loads the weights file
 when it exists and otherwise trains the timm/zoo model with plain cross-entropy
 (:class:`Classifier`) and saves the weights there (safetensors), so later runs reuse them.
+:class:`TeacherEnsemble` makes several classifiers one teacher by averaging their logits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +22,7 @@ from multispike.convert.calibrate import batch_inputs
 
 from .students import timm_model
 
-__all__ = ["Classifier", "trained_teacher"]
+__all__ = ["Classifier", "TeacherEnsemble", "trained_teacher"]
 
 
 class Classifier(L.LightningModule):
@@ -103,3 +105,32 @@ def trained_teacher(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return model.eval()
+
+
+class TeacherEnsemble(nn.Module):
+    """Several classifiers as one teacher: their mean logits ``z = (1/M) Σ_m z_m``.
+
+    The distillation target ``softmax(z/τ)`` is then the normalised geometric mean of the
+    members' tempered distributions. Members see the same input and must agree on the
+    number of classes; give members that share the input normalisation.
+
+    Args:
+        members: the classifiers (e.g. ``timm_model("ms_resnet56", pretrained=True)``).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) == 0:
+            raise ValueError("TeacherEnsemble needs at least one member model")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = [member(x) for member in self.members]
+        shapes = {tuple(z.shape) for z in logits}
+        if len(shapes) > 1:
+            named = ", ".join(f"members.{i}: {tuple(z.shape)}" for i, z in enumerate(logits))
+            raise ValueError(
+                f"TeacherEnsemble members disagree on their output shape ({named}): give "
+                "members with the same classifier"
+            )
+        return torch.stack(logits).mean(0)
