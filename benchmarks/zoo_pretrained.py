@@ -6,7 +6,8 @@ and evaluated in float32 on the CPU on all 10,000 test images of ``cifar10-full.
 (normalised with the model's pretrained mean/std); top-1 is also given on the 9,979 images
 that are bit-identical to the official files (``test_exact``). Times: wall-clock seconds to
 load (build + read + check the checkpoint) and to evaluate, and the process CPU seconds of both
-(less sensitive to other jobs on a shared machine).
+(less sensitive to other jobs on a shared machine). ``--ensemble 56 44`` adds the top-1 of
+those depths' mean logits (what ``multispike.distill.teacher.TeacherEnsemble`` computes).
 
     .venv/bin/python benchmarks/zoo_pretrained.py --threads 2 --batch-size 500
 """
@@ -39,14 +40,14 @@ def load_test_set(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 def predict(
     model: torch.nn.Module, images: torch.Tensor, batch_size: int, desc: str
 ) -> torch.Tensor:
-    """Predicted classes of ``images`` (uint8) after the model's own mean/std normalisation."""
+    """Logits of ``images`` (uint8) after the model's own mean/std normalisation."""
     mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(model.pretrained_cfg["std"]).view(1, -1, 1, 1)
-    preds = []
+    logits = []
     with torch.inference_mode():
         for x in tqdm(images.split(batch_size), desc=desc, leave=False):
-            preds.append(model((x.float() / 255 - mean) / std).argmax(1))
-    return torch.cat(preds)
+            logits.append(model((x.float() / 255 - mean) / std))
+    return torch.cat(logits)
 
 
 def main() -> None:
@@ -54,15 +55,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS))
+    parser.add_argument(
+        "--ensemble", type=int, nargs="+", action="append", default=[], metavar="DEPTH",
+        help="also score these depths' mean logits (repeatable; the depths must be evaluated)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    for depths in args.ensemble:
+        if missing := sorted(set(depths) - set(args.depths)):
+            parser.error(f"--ensemble {' '.join(map(str, depths))}: add {missing} to --depths")
     torch.set_num_threads(args.threads)
     root = shared_data_dir()
     if root is None:
         raise SystemExit("shared data not found: set MULTISPIKE_DATA to ../shared/data")
     images, labels, exact = load_test_set(root / "cifar10" / "cifar10-full.npz")
 
-    rows = []
+    rows, logits = [], {}
     for depth in args.depths:
         name = f"ms_resnet{depth}"
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -70,7 +78,8 @@ def main() -> None:
             name, pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path(name)))
         ).eval()
         loaded = time.perf_counter()
-        correct = predict(model, images, args.batch_size, name) == labels
+        logits[depth] = predict(model, images, args.batch_size, name)
+        correct = logits[depth].argmax(1) == labels
         done, cpu_done = time.perf_counter(), time.process_time()
         rows.append(
             dict(
@@ -89,6 +98,12 @@ def main() -> None:
             f"load {r['load_s']:.2f}s  eval {r['eval_s']:.1f}s  ({r['images_per_s']:.0f} img/s)  "
             f"CPU {r['cpu_s']:.1f}s"
         )
+    for depths in args.ensemble:
+        name = " + ".join(f"ms_resnet{d}" for d in depths)
+        correct = torch.stack([logits[d] for d in depths]).mean(0).argmax(1) == labels
+        rows.append(dict(model=name, top1=100 * correct.float().mean().item(),
+                         top1_exact=100 * correct[exact].float().mean().item()))  # fmt: skip
+        print(f"{name}  top1 {rows[-1]['top1']:.2f}  exact-only {rows[-1]['top1_exact']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
