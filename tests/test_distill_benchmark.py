@@ -1,6 +1,7 @@
 """benchmarks/distill_cifar10_resnet20.py: per-epoch progress lines and weight averaging."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from multispike.convert import calibrate, to_snn
+from multispike.distill.data import CIFAR10DataModule
 from multispike.distill.module import StepwiseDistillation
+from multispike.pipelines import load
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_cifar10_resnet20.py"
 spec = importlib.util.spec_from_file_location("distill_cifar10_resnet20", SCRIPT)
@@ -96,3 +99,30 @@ def test_averaging_callbacks_pick_one_average():
     assert [type(c).__name__ for c in ema] == ["KeepLastWeights", "EMAWeightAveraging"]
     uniform = benchmark.averaging_callbacks(None, uniform=True)
     assert [type(c).__name__ for c in uniform] == ["KeepLastWeights", "WeightAveraging"]
+
+
+def test_val_images_are_held_out_and_score_every_row(need_data, tmp_path, monkeypatch):
+    need_data("cifar10/cifar10-full.npz")
+    out, models = tmp_path / "run.json", tmp_path / "models"
+    monkeypatch.setattr(sys, "argv", [
+        "distill_cifar10_resnet20.py", "--levels", "4", "--binary-steps", "--epochs", "1",
+        "--train-batches", "2", "--batch-size", "8", "--test-images", "20", "--val-images", "40",
+        "--calibration-images", "32", "--ema-decay", "0.9", "--accelerator", "cpu",
+        "--num-workers", "0", "--json", str(out), "--save-dir", str(models),
+    ])  # fmt: skip
+    benchmark.main()
+
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["model"] for row in rows] == [
+        "ANN", "SNN T=1 N=L=4 calibrated", "SNN T=1 N=L=4 distilled, last weights",
+        "SNN T=1 N=L=4 distilled (EMA)",
+    ]  # fmt: skip
+    for row in rows:  # 20 test images: steps of 5 %; 40 held-out images: steps of 2.5 %
+        assert (row["top1"] / 5).is_integer() and (row["val_top1"] / 2.5).is_integer()
+
+    data = CIFAR10DataModule(val_size=40)
+    data.setup()
+    assert len(data.train_dataset) == 50_000 - 40
+    val = benchmark.stacked(data.val_dataset)
+    for row, name in zip(rows[2:], ["snn_L4_N4_T1_last", "snn_L4_N4_T1"], strict=True):
+        assert benchmark.top1(load(models / name), *val) == row["val_top1"]
