@@ -7,11 +7,12 @@
 
 from .calibrate import build_qann, calibrate, calibrate_thresholds, quantizers
 from .errors import ConversionError
+from .graph import model_device
 from .neuron import MultiLevelIFNeuron, if_neuron
 from .quant import MultiLevelQuantizer, quantize
 from .report import ConversionReport, conversion_report
 from .residual import JOIN_MODES, residual_joins, rewire_residual
-from .snn import SpikingNetwork, cumulative_mean, neurons, to_snn
+from .snn import SpikingNetwork, cumulative_mean, neurons, qann_of, to_snn
 
 __all__ = [
     "ConversionError",
@@ -26,7 +27,9 @@ __all__ = [
     "conversion_report",
     "cumulative_mean",
     "if_neuron",
+    "model_device",
     "neurons",
+    "qann_of",
     "quantize",
     "quantizers",
     "residual_joins",

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConversionError
 from .fold import fold_batchnorm
-from .graph import activation_sites, check_supported, replace_sites, trace
+from .graph import activation_sites, check_supported, model_device, replace_sites, trace
 from .quant import MultiLevelQuantizer, quantize
 
 __all__ = ["build_qann", "calibrate", "calibrate_thresholds", "quantizers", "batch_inputs"]
@@ -34,7 +34,7 @@ _SAMPLES_PER_BATCH = 1 << 16  # values kept per activation and batch (per channe
 
 def build_qann(
     model: nn.Module,
-    levels: int = 8,
+    levels: int = 4,
     *,
     per_channel: bool = False,
     input_shape: Sequence[int] | None = None,
@@ -189,7 +189,7 @@ def calibrate_thresholds(
     handles = [q.register_forward_hook(samplers[n]) for n, q in quants.items()]
     was_training = qann.training
     qann.eval()
-    device = next(qann.parameters()).device
+    device = model_device(qann)
     seen = 0
     try:
         for q in quants.values():
@@ -234,7 +234,7 @@ def _maybe_len(data: Iterable) -> int | None:
 def calibrate(
     model: nn.Module,
     data: Iterable,
-    levels: int = 8,
+    levels: int = 4,
     *,
     per_channel: bool = False,
     method: Method = "percentile",
@@ -266,7 +266,7 @@ def calibrate(
     if iterator is data:  # a one-shot iterator (generator): put the first batch back
         data = itertools.chain([first_batch], iterator)
     first = batch_inputs(first_batch)
-    device = _model_device(model)
+    device = model_device(model)
     qann = build_qann(model, levels, per_channel=per_channel, input_shape=first.shape[1:]).to(
         device
     )
@@ -275,8 +275,3 @@ def calibrate(
         progress=progress,
     )  # fmt: skip
     return qann
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")

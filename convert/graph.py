@@ -24,6 +24,7 @@ __all__ = [
     "get_module",
     "is_add",
     "max_pool_nodes",
+    "model_device",
     "node_owner",
     "preserved_inputs",
     "register_static_rewrite",
@@ -155,6 +156,14 @@ def _drop_asserts(gm: fx.GraphModule) -> None:
 def get_module(root: nn.Module, path: str) -> nn.Module:
     """The submodule at a dotted ``path`` (``""`` is the root)."""
     return root.get_submodule(path) if path else root
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a stateless model."""
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def set_module(root: nn.Module, path: str, module: nn.Module) -> None:

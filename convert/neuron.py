@@ -1,6 +1,6 @@
 """Multi-level integrate-and-fire neuron: the activation of the converted SNN.
 
-With quantum ``q = λ/N`` the neuron follows DESIGN.md §3:
+With quantum ``q = λ/N`` the neuron follows docs/method.md §3:
 
     v(0) = q/2
     v(t) = v(t-1) + x(t)

@@ -3,7 +3,7 @@
 A *join* is an addition of two signal tensors in the traced graph (``a + b``,
 ``torch.add``, ``.add``/``.add_``, ``+=``), found by structure, not by class names. The
 *stream* of a join is what leaves it towards the next block. Three forms
-(DESIGN.md §4), each a QANN graph that :func:`~multispike.convert.to_snn` turns into an SNN
+(docs/method.md §4), each a QANN graph that :func:`~multispike.convert.to_snn` turns into an SNN
 (its quantizers become multi-level IF neurons):
 
 ``sparse`` (Sparse-ResNet)
@@ -54,6 +54,7 @@ from .errors import ConversionError
 from .graph import (
     get_module,
     is_add,
+    model_device,
     node_owner,
     preserved_inputs,
     signal_nodes,
@@ -222,8 +223,7 @@ class _Builder:
             path, k = f"{base}_{k}", k + 1
         self.taken.add(path)
         quant = MultiLevelQuantizer(self.meta["levels"], self.channels(node), source=source)
-        ref = next(iter(self.gm.parameters()), None)
-        self.gm.add_submodule(path, quant.to(ref.device) if ref is not None else quant)
+        self.gm.add_submodule(path, quant.to(model_device(self.gm)))
         with self.gm.graph.inserting_after(node):
             new = self.gm.graph.call_module(path, (node,))
         new.meta = {k: v for k, v in node.meta.items() if k == "nn_module_stack"}

@@ -18,8 +18,9 @@ from torch import Tensor, fx, nn
 from .calibrate import quantizers
 from .graph import set_module
 from .neuron import MultiLevelIFNeuron
+from .quant import MultiLevelQuantizer
 
-__all__ = ["SpikingNetwork", "cumulative_mean", "neurons", "to_snn"]
+__all__ = ["SpikingNetwork", "cumulative_mean", "neurons", "qann_of", "to_snn"]
 
 
 def cumulative_mean(outputs: Tensor) -> Tensor:
@@ -108,3 +109,26 @@ def to_snn(
     net.meta["multispike"] = dict(meta, max_spikes=max_spikes or meta["levels"])
     net.recompile()
     return SpikingNetwork(net, timesteps, meta["input_shape"])
+
+
+def qann_of(snn: SpikingNetwork, levels: int | None = None) -> fx.GraphModule:
+    """The QANN an SNN was converted from: each neuron back to a quantizer with its λ.
+
+    Args:
+        snn: from :func:`~multispike.convert.to_snn` (or a saved model directory).
+        levels: ``L`` (default: the levels recorded in the SNN's metadata).
+    """
+    meta = snn.net.meta["multispike"]
+    levels = levels or meta["levels"]
+    net = copy.deepcopy(snn.net)
+    for path, neuron in neurons(net).items():
+        lam = neuron.threshold.detach()
+        quant = MultiLevelQuantizer(
+            levels, lam.numel() if lam.dim() else None, source=neuron.source
+        )
+        quant.threshold.data.copy_(lam)
+        set_module(net, path, quant.to(lam.device))
+    net.recompile()
+    qann = fx.GraphModule(net, net.graph, class_name="QuantizedFromSNN")
+    qann.meta["multispike"] = {k: v for k, v in meta.items() if k != "max_spikes"}
+    return qann.eval()

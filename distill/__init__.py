@@ -1,7 +1,7 @@
 """Fine-tune converted SNNs by step-wise distillation from their ANN teacher (Lightning).
 
 ``StepwiseDistillation`` is the LightningModule system (frozen teacher, QANN/SNN student,
-stages QAT → SNN → fewer steps); ``stepwise_distillation_loss`` is its loss, DESIGN.md §5.
+stages QAT → SNN → fewer steps); ``stepwise_distillation_loss`` is its loss, docs/method.md §5.
 DataModules live in :mod:`multispike.distill.data`, Metrics in :mod:`multispike.distill.metrics`.
 """
 

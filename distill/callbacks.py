@@ -1,12 +1,9 @@
-"""Optional training behaviour: spike-activity logging, default loggers and checkpointing.
+"""Optional training behaviour: spike-activity logging.
 
-Removing any of these leaves training intact; the CLI installs them by default.
+Removing it leaves training intact; ``multispike distill`` installs it by default.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -15,7 +12,7 @@ from multispike.convert import SpikingNetwork
 
 from .metrics import ActivityMonitor
 
-__all__ = ["CHECKPOINT_ON_FINAL_STEP_TOP1", "SpikeActivityLogger", "default_loggers"]
+__all__ = ["SpikeActivityLogger"]
 
 
 class SpikeActivityLogger(Callback):
@@ -57,32 +54,3 @@ class SpikeActivityLogger(Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end(pl_module, "test")
-
-
-CHECKPOINT_ON_FINAL_STEP_TOP1 = {
-    "monitor": "val/top1",
-    "mode": "max",
-    "save_last": True,
-    "filename": "epoch{epoch:03d}-top1{val/top1:.4f}",
-    "auto_insert_metric_name": False,
-}
-"""``ModelCheckpoint`` options: keep the best final-step top-1 (``val/top1``) and the last."""
-
-
-def default_loggers(save_dir: str = "runs", name: str = "distill") -> list[dict[str, Any]]:
-    """A CSV logger in ``save_dir/name``, plus TensorBoard in ``save_dir/name_tensorboard``
-    when it is installed."""
-    loggers = [
-        {
-            "class_path": "lightning.pytorch.loggers.CSVLogger",
-            "init_args": {"save_dir": save_dir, "name": name},
-        }
-    ]
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(
-            {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": save_dir, "name": f"{name}_tensorboard"},
-            }
-        )
-    return loggers

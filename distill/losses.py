@@ -1,4 +1,4 @@
-"""Step-wise distillation loss (HSD, Zhong et al., ACM MM 2024; DESIGN.md §5).
+"""Step-wise distillation loss (HSD, Zhong et al., ACM MM 2024; docs/method.md §5).
 
     L = CE( mean_t o_t , y ) + α · (1/T) · Σ_t τ² · KL( softmax(z/τ) ‖ softmax(o_t/τ) )
 

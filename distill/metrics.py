@@ -13,7 +13,7 @@ Counting rules (names after NeuroBench):
 - synaptic operations (event-driven accumulates) of a conv/linear layer whose input is a
   spike tensor: ``Σ_p event(p) · fanout(p)``, where ``fanout(p)`` is the number of
   (output channel, output position) pairs whose receptive field holds input position
-  ``p`` — exact for stride, padding, dilation and groups (see :func:`fanout`);
+  ``p`` — exact for stride, padding, dilation and groups (see :func:`.energy.fanout`);
 - MACs of a conv/linear layer whose input is analog (the first layer, fed by the image,
   or any layer after average pooling or another non-spiking op): ``Σ_p fanout(p)`` per
   step, i.e. the dense multiply-accumulate count (products with zero padding excluded);
@@ -33,29 +33,33 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.utils.hooks import RemovableHandle
 from torchmetrics import Metric
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, cumulative_mean
+from multispike.convert import (
+    MultiLevelIFNeuron,
+    SpikingNetwork,
+    cumulative_mean,
+    model_device,
+    neurons,
+)
 from multispike.convert.graph import get_module, traces_to_source
 from multispike.convert.quant import threshold_view
 
+from .energy import SYNAPTIC_LAYERS, fanout
+
 __all__ = [
-    "SYNAPTIC_LAYERS",
     "ActivityMonitor",
     "SpikeActivity",
     "StepAccuracy",
     "StepAgreement",
     "SynapticOperations",
-    "fanout",
     "spike_counts",
     "spike_inputs",
     "step_accuracy",
 ]
 
-SYNAPTIC_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 # --------------------------------------------------------------------------- accuracy at every step
 
@@ -262,35 +266,6 @@ class SpikeActivity(Metric):
 # --------------------------------------------------------------------------- synaptic operations
 
 
-def fanout(layer: nn.Module, input_shape: tuple[int, ...]) -> Tensor:
-    """Number of synapses leaving each input position of a conv/linear layer.
-
-    ``fanout(p) = Σ_o [p ∈ RF(o)]`` over the layer's outputs ``o``: the gradient of
-    ``Σ layer_ones(x)`` w.r.t. ``x``, where ``layer_ones`` is the layer with all weights 1
-    (a transposed convolution of ones), so stride, padding (any mode), dilation and
-    groups are counted exactly.
-
-    Args:
-        layer: ``nn.Conv{1,2,3}d`` or ``nn.Linear``.
-        input_shape: one sample's input shape, e.g. ``(C, H, W)``.
-
-    Returns:
-        A tensor of ``input_shape`` with integer values.
-    """
-    if not isinstance(layer, SYNAPTIC_LAYERS):
-        raise TypeError(f"fanout needs a Conv1d/2d/3d or Linear layer, got {type(layer).__name__}")
-    weight = layer.weight.detach()
-    x = torch.zeros(1, *input_shape, device=weight.device, requires_grad=True)
-    ones = torch.ones_like(weight)
-    with torch.enable_grad():
-        if isinstance(layer, nn.Linear):
-            y = F.linear(x, ones)
-        else:
-            y = layer._conv_forward(x, ones, None)
-        (grad,) = torch.autograd.grad(y.sum(), x)
-    return grad[0].round()
-
-
 def _synops_update(inputs: Tensor, fan: Tensor, spiking: bool, timesteps: int) -> dict[str, Tensor]:
     """Operations of one layer on a time-flattened batch ``(T·B, *input_shape)``.
 
@@ -314,7 +289,7 @@ class SynapticOperations(Metric):
     """Synaptic operations (event-driven accumulates) and MACs of one layer, per sample.
 
     ``update(inputs, fanout, spiking, timesteps)`` takes the layer's time-flattened input
-    ``(T·B, ...)`` and its :func:`fanout`; ``compute()`` returns ``{"synops", "macs"}``,
+    ``(T·B, ...)`` and its :func:`.energy.fanout`; ``compute()`` returns ``{"synops", "macs"}``,
     each averaged over samples and summed over the ``T`` steps.
     """
 
@@ -399,9 +374,7 @@ class ActivityMonitor:
                 f"ActivityMonitor needs a SpikingNetwork from multispike.convert.to_snn, got "
                 f"{type(snn).__name__}"
             )
-        self.neurons = {
-            n: m for n, m in self.net.named_modules() if isinstance(m, MultiLevelIFNeuron)
-        }
+        self.neurons = neurons(self.net)
         if not self.neurons:
             raise ValueError("ActivityMonitor: the network has no MultiLevelIFNeuron to watch")
         self.spiking = spike_inputs(self.net)
@@ -439,7 +412,7 @@ class ActivityMonitor:
         """Register the forward hooks (idempotent); returns ``self``."""
         if self.handles:
             return self
-        device = next(self.net.parameters()).device
+        device = model_device(self.net)
         for name, module in self.neurons.items():
             self.activity[name].to(device)
             self.handles.append(module.register_forward_hook(self._neuron_hook(name)))

@@ -1,6 +1,6 @@
 """The step-wise distillation system: a frozen teacher trains a QANN or SNN student.
 
-Loss (DESIGN.md §5, :func:`~multispike.distill.losses.stepwise_distillation_loss`):
+Loss (docs/method.md §5, :func:`~multispike.distill.losses.stepwise_distillation_loss`):
 
     L = CE( mean_t o_t , y ) + α · (1/T) · Σ_t τ² · KL( softmax(z/τ) ‖ softmax(o_t/τ) )
 
@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from multispike.convert import SpikingNetwork
+from multispike.convert import SpikingNetwork, model_device
 from multispike.convert.calibrate import batch_inputs
 
 from .frames import student_input, teacher_logits
@@ -42,6 +42,10 @@ __all__ = ["StepwiseDistillation"]
 
 class StepwiseDistillation(L.LightningModule):
     """Train a QANN/SNN student against a frozen teacher with the step-wise loss.
+
+    The validation split picks the result: ``val/top1_last_stage`` (:attr:`SELECTION_KEY`) is
+    the final-step top-1 in the last stage of the schedule and −1 before it, so a checkpoint
+    monitored on it holds the network that is deployed, never an earlier stage's.
 
     Without ``student`` the QANN is calibrated from ``source`` (default: the teacher) in
     :meth:`setup` on the DataModule's training images, then brought to each stage of
@@ -87,17 +91,19 @@ class StepwiseDistillation(L.LightningModule):
             first step and again at each stage; BENCHMARKS.md has the speed-up.
     """
 
+    SELECTION_KEY = "val/top1_last_stage"
+
     def __init__(
         self,
         teacher: nn.Module,
         student: nn.Module | None = None,
         source: nn.Module | None = None,
         stages: list[Stage] | None = None,
-        levels: int = 8,
+        levels: int = 4,
         per_channel: bool = False,
         calibration: Literal["percentile", "mse"] = "percentile",
         percentile: float = 99.9,
-        calibration_images: int = 512,
+        calibration_images: int = 1024,
         init_from: str | None = None,
         input_shape: list[int] | None = None,
         student_frames: int | None = None,
@@ -245,8 +251,7 @@ class StepwiseDistillation(L.LightningModule):
         )
 
     def _num_classes(self) -> int:
-        x = torch.zeros(1, *self._student_input_shape(),
-                        device=next(self.teacher.parameters()).device)  # fmt: skip
+        x = torch.zeros(1, *self._student_input_shape(), device=model_device(self.teacher))
         with torch.no_grad():
             classes = int(self.teacher(x).shape[-1])
             source_classes = classes if self.source is None else int(self.source(x).shape[-1])
@@ -366,6 +371,9 @@ class StepwiseDistillation(L.LightningModule):
         values[f"{split}/stage"] = torch.tensor(float(max(self.stage_index, 0)))
         self.log_dict(values, prog_bar=False)
         self.log(f"{split}/top1", acc1[-1], prog_bar=True)
+        if split == "val":  # what checkpoints are chosen on: only the last stage competes
+            last = self.stage_index == len(self.stages) - 1
+            self.log(self.SELECTION_KEY, acc1[-1] if last else torch.tensor(-1.0))
         for metric in (*metrics.values(), self.teacher_top1[split]):
             metric.reset()
 

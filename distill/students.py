@@ -1,4 +1,4 @@
-"""Teachers and students by name: a timm teacher, its calibrated QANN, the SNN sharing its weights.
+"""Students of a distillation: the teacher's calibrated QANN, the SNN sharing its weights.
 
 The distillation system (:mod:`multispike.distill.module`) trains one set of parameters
 through a schedule of :class:`Stage` s: quantization-aware training of the QANN, then the
@@ -8,13 +8,11 @@ switch), then fewer steps or spikes.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import timm
 import torch
 from torch import fx, nn
 
@@ -27,16 +25,15 @@ from multispike.convert import (
     to_snn,
 )
 from multispike.convert.graph import get_module
-from multispike.zoo import load_checkpoint, pretrained_path  # registers the zoo's ms_* models
 
 __all__ = [
     "Stage",
     "apply_stage",
     "freeze_batchnorm",
+    "load_student_state",
     "load_student_weights",
     "quantized_student",
     "spiking_view",
-    "timm_model",
 ]
 
 StudentKind = Literal["qann", "snn"]
@@ -60,34 +57,6 @@ class Stage:
     timesteps: int = 1
     max_spikes: int | None = None
     levels: int | None = None
-
-
-def timm_model(
-    model_name: str,
-    checkpoint: str | None = None,
-    pretrained: bool = False,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-) -> nn.Module:
-    """A timm (or zoo) model by registry name, optionally with weights from a local file.
-
-    Args:
-        model_name: name in timm's registry, e.g. ``"resnet18"`` or a zoo model.
-        checkpoint: a weights file read by :func:`multispike.zoo.load_checkpoint` (state
-            dicts, third-party layouts, safetensors); takes precedence over ``pretrained``.
-        pretrained: load pretrained weights: the shared offline copy when the zoo has one
-            (:func:`multispike.zoo.pretrained_path`), else the registry's source.
-        num_classes: classifier size (default: the registry's).
-        in_chans: input channels (default: the registry's).
-    """
-    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v}
-    if pretrained and checkpoint is None:
-        with contextlib.suppress(FileNotFoundError):  # else timm's own (download) source
-            checkpoint = str(pretrained_path(model_name))
-    model = timm.create_model(model_name, pretrained=pretrained and checkpoint is None, **kwargs)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model.eval()
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -184,9 +153,9 @@ def _set_levels(qann: nn.Module, levels: int) -> None:
 def load_student_weights(student: nn.Module, path: str | Path) -> None:
     """Load a student's weights from a Lightning checkpoint or a state-dict file.
 
-    Keys under ``student.`` are taken from Lightning checkpoints; QANN and SNN layouts are
-    interchangeable (an SNN keeps its graph under ``net.``), so a QAT checkpoint can seed an
-    SNN stage and an SNN checkpoint a later SNN stage with other ``T`` or ``N``.
+    Keys under ``student.`` are taken from Lightning checkpoints (see
+    :func:`load_student_state`), so a QAT checkpoint can seed an SNN stage and an SNN
+    checkpoint a later SNN stage with other ``T`` or ``N``.
     """
     path = Path(path)
     if not path.is_file():
@@ -195,12 +164,26 @@ def load_student_weights(student: nn.Module, path: str | Path) -> None:
     state = state.get("state_dict", state)
     if any(k.startswith("student.") for k in state):
         state = {k[len("student.") :]: v for k, v in state.items() if k.startswith("student.")}
+    try:
+        load_student_state(student, state)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def load_student_state(student: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a QANN's or SNN's state dict into ``student`` (a QANN or SNN), in place.
+
+    QANN and SNN layouts are interchangeable: an SNN keeps its graph under ``net.``.
+
+    Raises:
+        ValueError: the state does not hold this student's weights (keys are named).
+    """
     state = {k.removeprefix("net."): v for k, v in state.items()}
     if isinstance(student, SpikingNetwork):
         state = {f"net.{k}": v for k, v in state.items()}
     missing, unexpected = student.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{path} does not hold this student's weights: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]} (same model, levels and per_channel setting?)"
+            f"the weights are not this student's: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]} (same model, levels and per_channel setting?)"
         )

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, fx, nn
 from tqdm.auto import tqdm
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, to_snn
+from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, model_device, to_snn
 from multispike.convert.calibrate import batch_inputs
 from multispike.convert.graph import get_module, is_add, preserved_inputs, signal_users
 from multispike.convert.quant import threshold_view
@@ -180,7 +180,7 @@ def measure_streams(
     probe = SpikingNetwork(_StreamProbe(snn.net, streams), snn.timesteps, snn.input_shape)
     accuracy = StepAccuracy(snn.timesteps)
     monitor = ActivityMonitor(snn)
-    device = next(snn.parameters()).device
+    device = model_device(snn)
     was_training = snn.training
     snn.eval()
     seen, samples, labelled = 0, 0, False

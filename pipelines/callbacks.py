@@ -1,42 +1,69 @@
-"""Lightning callbacks that connect distillation to the rest of the pipeline.
+"""Lightning callbacks that hand a fit's result to the rest of the pipeline.
 
-:class:`SaveStudent` writes the distilled student of a
-:class:`~multispike.distill.module.StepwiseDistillation` fit as a model directory
-(:func:`multispike.pipelines.serialize.save`), the input of ``multispike evaluate
---model-dir`` and ``multispike export``::
+Both save the model chosen on the validation split: the weights of the trainer's best
+``ModelCheckpoint`` when one was kept, else the weights at the end of the fit.
+
+- :class:`SaveStudent` writes the distilled student of a
+  :class:`~multispike.distill.module.StepwiseDistillation` fit as a model folder
+  (:func:`multispike.pipelines.serialize.save`), the input of ``multispike evaluate
+  --model_dir`` and ``multispike export``; ``multispike distill`` always has it
+  (``--save_student.dirpath DIR``, ``.model_name``, ``.model_kwargs``).
+- :class:`SaveWeights` writes a trained ANN's weights as safetensors, the input of
+  ``--checkpoint`` everywhere; ``multispike train`` always has it (``--save_weights.path``).
+
+::
 
     trainer = L.Trainer(callbacks=[SaveStudent("runs/digits/student")])
     trainer.fit(system, datamodule)
-    snn = multispike.pipelines.load("runs/digits/student")  # == system.student, bit for bit
-
-``multispike distill`` always has it (``--save_student.dirpath DIR``, ``.model_name``,
-``.model_kwargs``).
+    snn = multispike.pipelines.load("runs/digits/student")
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import timm
+import torch
 from lightning.pytorch.utilities import rank_zero_info
+from safetensors.torch import save_file
 from torch import nn
 
 from . import serialize
 
-__all__ = ["SaveStudent"]
+__all__ = ["SaveStudent", "SaveWeights", "chosen_state"]
+
+
+def chosen_state(trainer: L.Trainer) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The LightningModule state dict of the best checkpoint on the validation split.
+
+    Returns ``(state dict, description)``; ``(None, "last")`` when no best checkpoint was
+    kept (no validation, or no ``ModelCheckpoint`` with a monitor).
+    """
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if not best or not Path(best).is_file():
+        return None, "the last weights"
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    score = float(callback.best_model_score)
+    return checkpoint["state_dict"], f"{best} ({callback.monitor} = {score:.4f})"
+
+
+def _submodule_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 class SaveStudent(L.Callback):
-    """At the end of a fit, save ``pl_module.student`` with :func:`serialize.save`.
+    """At the end of a fit, save the chosen ``pl_module.student`` with :func:`serialize.save`.
 
     The name and kwargs are resolved when the fit starts, so a student that could not be
     saved fails before training rather than after it. Only global rank zero writes; the
-    training module is left untouched.
+    training module is left untouched (the chosen weights go into a copy).
 
     Args:
-        dirpath: the model directory (default: ``<trainer.log_dir>/student``, or
+        dirpath: the model folder (default: ``<trainer.log_dir>/student``, or
             ``<default_root_dir>/student`` without a logger).
         model_name: the timm name the student's architecture is created with (default: that
             of the ANN it was converted from, ``pretrained_cfg["architecture"]`` of the
@@ -77,8 +104,44 @@ class SaveStudent(L.Callback):
         if not trainer.is_global_zero:
             return
         dirpath, name, kwargs = self._target  # resolved in on_fit_start
-        serialize.save(pl_module.student, dirpath, model_name=name, model_kwargs=kwargs)
-        rank_zero_info(f"distilled student ({name}, {kwargs}) saved to {dirpath}")
+        state, which = chosen_state(trainer)
+        student = pl_module.student
+        if state is not None:
+            from multispike.distill.students import load_student_state
+
+            student = copy.deepcopy(student)
+            load_student_state(student, _submodule_state(state, "student."))
+        serialize.save(student, dirpath, model_name=name, model_kwargs=kwargs)
+        rank_zero_info(f"student ({name}, {kwargs}) from {which} saved to {dirpath}")
+
+
+class SaveWeights(L.Callback):
+    """At the end of a fit, save the chosen weights of ``pl_module.model`` as safetensors.
+
+    Args:
+        path: the ``.safetensors`` file (default: ``<trainer.log_dir>/model.safetensors``).
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        if path is not None and Path(path).suffix != ".safetensors":
+            raise ValueError(f"save_weights.path must end in .safetensors, got {path!r}")
+        self.path = path
+        self._file: Path | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        root = trainer.log_dir or trainer.default_root_dir
+        self._file = Path(self.path) if self.path else Path(root) / "model.safetensors"
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        state, which = chosen_state(trainer)
+        weights = pl_module.model.state_dict()
+        if state is not None:
+            weights = _submodule_state(state, "model.")
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(self._file))
+        rank_zero_info(f"weights from {which} saved to {self._file}")
 
 
 def _architecture(ann: nn.Module) -> str:

@@ -1,22 +1,45 @@
-"""The ``multispike`` command: ``multispike <command> [options]``.
+"""The ``multispike`` command: ``multispike <command> [options]``, one parser for all of them.
+
+Every command reads its options with jsonargparse, the parser of LightningCLI: options are
+``--key value`` (nested keys ``--data.init_args.batch_size 64``), ``--config FILE.yaml``
+(several may be stacked; later ones and later flags win) and ``--print_config`` prints the
+resolved configuration, which is itself a valid ``--config`` file. ``train`` and ``distill``
+are LightningCLIs; the others parse the typed signature of one function
+(:func:`function_parser`). ``multispike run`` chains them, each stage with the options of its
+command.
 
 Each command lives in ``multispike.pipelines.commands.<name>`` and exposes
-``main(argv: list[str]) -> int``; they are imported only when called.
+``main(argv: list[str]) -> int``; it is imported only when called, so ``multispike --help``
+stays instant.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "COMMANDS",
+    "function_config",
+    "function_parser",
+    "main",
+    "run_function",
+    "user_error",
+    "user_error_types",
+]
 
 COMMANDS = {
-    "convert": "calibrate an ANN, convert it to an SNN, save it with report.json",
-    "distill": "fine-tune with step-wise distillation (LightningCLI, --config recipe.yaml)",
-    "evaluate": "accuracy at every step, activity, synaptic ops, energy, robustness report",
-    "export": "export a converted model directory to NIR or ONNX",
-    "run": "run a whole recipe: calibrate -> convert -> distill -> evaluate -> export",
-    "demo": "run the embedded digits recipe (no download)",
-    "avalanche": "residual-stream activity of the sparse/SEW/analog forms along depth (JSON + PNG)",
+    "train": "train an ANN from scratch with cross-entropy (LightningCLI)",
+    "convert": "calibrate an ANN into a quantized ANN and convert it to an SNN (model folder)",
+    "distill": "fine-tune a converted model by step-wise distillation (LightningCLI)",
+    "evaluate": "test-set report: accuracy at every step, activity, synaptic ops, energy",
+    "export": "export a converted model folder to NIR or ONNX",
+    "avalanche": "residual-stream activity of the sparse/SEW/analog forms along depth",
+    "run": "run a recipe: train -> convert -> distill -> evaluate -> export, resumable",
+    "demo": "run the embedded digits recipe (no download, a few minutes on a CPU)",
 }
 
 
@@ -37,15 +60,76 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"multispike: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    try:
-        module = importlib.import_module(f"multispike.pipelines.commands.{name}")
-    except ModuleNotFoundError as err:
-        if err.name == f"multispike.pipelines.commands.{name}":
-            print(f"multispike: command {name!r} is not available yet", file=sys.stderr)
-            return 2
-        raise
+    module = importlib.import_module(f"multispike.pipelines.commands.{name}")
     return int(module.main(rest) or 0)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+# --------------------------------------------------------------------------- function commands
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the input is wrong" (one line, exit 2), not "multispike is broken"."""
+    from multispike.convert import ConversionError
+    from multispike.distill.data import DataNotFoundError, DataSpecError
+    from multispike.zoo import CheckpointError
+
+    from .export import ExportError
+    from .serialize import ModelFileError
+
+    return (
+        FileNotFoundError, NotADirectoryError, ConversionError, DataNotFoundError, DataSpecError,
+        CheckpointError, ModelFileError, ExportError, ValueError,
+    )  # fmt: skip
+
+
+def user_error(prog: str, err: BaseException) -> int:
+    """Print ``prog: error: <message>`` on stderr; the exit code of a user error (2)."""
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def function_parser(fn: Callable[..., Any], prog: str):
+    """A jsonargparse parser of ``fn``'s typed keyword arguments, with ``--config``.
+
+    Help comes from ``fn``'s Google-style docstring; ``--print_config`` prints the resolved
+    options as YAML.
+    """
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    doc = inspect.getdoc(fn) or ""
+    parser = ArgumentParser(
+        prog=prog, description=doc.split("\n\n")[0], default_env=False, allow_abbrev=False
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    parser.add_function_arguments(fn, as_group=False)
+    return parser
+
+
+def function_config(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> str:
+    """The options ``argv`` resolve to for ``fn``, as YAML (validated; nothing is called).
+
+    Raises:
+        SystemExit: a parse error (reported on stderr by jsonargparse).
+    """
+    parser = function_parser(fn, prog)
+    return parser.dump(parser.parse_args(list(argv)), skip_none=False)
+
+
+def run_function(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> int:
+    """Parse ``argv`` against ``fn``'s signature, instantiate its classes and call it.
+
+    User errors (see :func:`user_error_types`) print one line and return 2; ``--help``,
+    ``--print_config`` and parse errors exit through jsonargparse as usual.
+    """
+    parser = function_parser(fn, prog)
+    try:
+        config = parser.parse_args(list(argv))
+    except SystemExit as done:
+        return int(done.code or 0)
+    try:
+        init = parser.instantiate(config)
+        kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "__path__")}
+        fn(**kwargs)
+    except user_error_types() as err:
+        return user_error(prog, err)
+    return 0

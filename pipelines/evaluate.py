@@ -19,7 +19,6 @@ Definitions:
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,13 +28,17 @@ import torch
 from torch import Tensor, fx, nn
 from tqdm.auto import tqdm
 
-from multispike.convert import MultiLevelQuantizer, SpikingNetwork, neurons, to_snn
+from multispike.convert import SpikingNetwork, model_device, to_snn
 from multispike.convert.calibrate import batch_inputs
-from multispike.convert.graph import set_module
+from multispike.distill.energy import (
+    CostTable,
+    analog_counts,
+    energy,
+    load_costs,
+    spiking_counts,
+)
 from multispike.distill.frames import student_input, teacher_logits
 from multispike.distill.metrics import ActivityMonitor, StepAccuracy, StepAgreement
-
-from .energy import CostTable, analog_counts, energy, load_costs, spiking_counts
 
 __all__ = [
     "SNNConfig",
@@ -43,7 +46,6 @@ __all__ = [
     "evaluate",
     "latency",
     "matched_energy_ratio",
-    "qann_of",
     "render_markdown",
     "robustness",
     "write_report",
@@ -79,34 +81,6 @@ def _batches(loader: Iterable, desc: str, progress: bool) -> Iterable[tuple[Tens
         if not isinstance(batch, (list, tuple)) or len(batch) < 2:
             raise TypeError("evaluation data must yield (inputs, targets) batches")
         yield batch_inputs(batch), batch[1]
-
-
-def _device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def qann_of(snn: SpikingNetwork, levels: int | None = None) -> fx.GraphModule:
-    """The QANN an SNN was converted from: each neuron back to a quantizer with its λ.
-
-    Args:
-        snn: from :func:`~multispike.convert.to_snn` (or a saved model directory).
-        levels: ``L`` (default: the levels recorded in the SNN's metadata).
-    """
-    meta = snn.net.meta["multispike"]
-    levels = levels or meta["levels"]
-    net = copy.deepcopy(snn.net)
-    for path, neuron in neurons(net).items():
-        lam = neuron.threshold.detach()
-        quant = MultiLevelQuantizer(
-            levels, lam.numel() if lam.dim() else None, source=neuron.source
-        )
-        quant.threshold.data.copy_(lam)
-        set_module(net, path, quant.to(lam.device))
-    net.recompile()
-    qann = fx.GraphModule(net, net.graph, class_name="QuantizedFromSNN")
-    qann.meta["multispike"] = {k: v for k, v in meta.items() if k != "max_spikes"}
-    return qann.eval()
 
 
 def latency(outputs: Tensor) -> Tensor:
@@ -195,7 +169,7 @@ def _run(
     desc: str,
 ) -> tuple[dict, list[dict]]:
     """One pass: ANN, QANN and every SNN on each batch."""
-    device = _device(qann)
+    device = model_device(qann)
     ann_m, qann_m = [StepAccuracy(1)], [StepAccuracy(1)]
     runs = [_SNNRun(snn, monitor) for snn in snns]
     for run in runs:
@@ -277,7 +251,7 @@ def robustness(
     correct = {name: dict.fromkeys(levels, 0) for name in models}
     total = 0
     generator = torch.Generator().manual_seed(seed)
-    device = _device(next(iter(models.values())))
+    device = model_device(next(iter(models.values())))
     for x, y in _batches(loader, "robustness", progress):
         total += len(y)
         for level in levels:
@@ -508,7 +482,8 @@ def render_markdown(metrics: dict) -> str:
     """``report.md``: the evaluation as tables a person can read."""
     main = metrics["snn"]
     lines = ["# Evaluation report", "", f"Images: {main['images']}. QANN levels L = "]
-    lines[-1] += f"{metrics['levels']}. Energy model: DESIGN.md §6, {metrics['costs']['source']}."
+    source = metrics["costs"]["source"]
+    lines[-1] += f"{metrics['levels']}. Energy model: multispike docs/method.md §6, {source}."
     lines += ["", *_accuracy_section(metrics), *_energy_section(metrics), "## Per layer", ""]
     lines += [line for run in spiking_runs(metrics) for line in _layer_section(run)]
     if metrics.get("sweep"):

@@ -26,7 +26,7 @@ What a reader of the file reproduces, and what it does not:
   file with snnTorch's ``Leaky(beta=1, reset_mechanism="subtract", reset_delay=True)``
   instead, which reproduces multispike's binary SNN bit for bit (tested, and on all 1,100
   real N-MNIST samples of the NIR paper CNN, ``benchmarks/nir_nmnist.py``);
-- the initial membrane ``v(0) = q/2`` (DESIGN.md §3) is **not** expressible in NIR (it would
+- the initial membrane ``v(0) = q/2`` (docs/method.md §3) is **not** expressible in NIR (it would
   be an input on the first step only): a reader that starts from ``v(0) = 0`` fires later
   (its cumulative count can be one spike lower at any step); set the membrane to
   ``metadata["v_init"]`` before the first step to reproduce multispike exactly;
@@ -392,6 +392,8 @@ def export_onnx(
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # the torch.export-based exporter needs onnxscript, not a dependency: keep TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
+        # strided slices (the CIFAR ResNets' option-A shortcut) stay unfolded: harmless
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
         torch.onnx.export(
             wrapper,
             (example,),

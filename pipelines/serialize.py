@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import safetensors
 import timm
@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, fx, nn
 
-from multispike.convert import SpikingNetwork, build_qann, neurons, quantizers, to_snn
+from multispike.convert import SpikingNetwork, build_qann, neurons, qann_of, quantizers, to_snn
 
 __all__ = [
     "CONFIG_FILE",
@@ -200,12 +200,20 @@ def _sha256(path: Path) -> str:
 
 
 def load(
-    directory: str | Path, *, device: str | torch.device = "cpu"
-) -> SpikingNetwork | fx.GraphModule:
+    directory: str | Path,
+    kind: Literal["qann", "snn"] | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """Rebuild a model written by :func:`save`; it computes exactly what the saved one did.
+
+    A config names it as the student of a distillation:
+    ``{class_path: multispike.pipelines.load, init_args: {directory: DIR, kind: qann}}``.
 
     Args:
         directory: a directory holding ``config.json`` and ``model.safetensors``.
+        kind: the kind to return (default: the saved one): ``qann`` gives a saved SNN's QANN
+            (:func:`~multispike.convert.qann_of`), ``snn`` a saved QANN's SNN (``N = L``,
+            ``T = 1``).
         device: where to put the rebuilt model.
 
     Raises:
@@ -232,6 +240,12 @@ def load(
     _apply_layers(model, config["layers"], config_path)
     _load_state(model, state, weights_path)
     _check_thresholds(model, config["layers"], config_path, weights_path)
+    if kind == "qann" and isinstance(model, SpikingNetwork):
+        model = qann_of(model)
+    elif kind == "snn" and not isinstance(model, SpikingNetwork):
+        model = to_snn(model)
+    elif kind not in (None, "qann", "snn"):
+        raise ValueError(f"kind must be 'qann', 'snn' or None, got {kind!r}")
     return model.to(device).eval()
 
 

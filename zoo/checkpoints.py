@@ -22,8 +22,6 @@ from safetensors.torch import load_file as load_safetensors
 from timm.models import build_model_with_cfg
 from torch import nn
 
-from .paths import ENV_VAR, shared_data_dir
-
 __all__ = [
     "CheckpointError",
     "adapt_state_dict",
@@ -32,7 +30,6 @@ __all__ = [
     "extract_state_dict",
     "load_checkpoint",
     "pretrained_filter_fn",
-    "pretrained_path",
     "read_checkpoint",
 ]
 
@@ -42,7 +39,6 @@ WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 PREFIXES = ("module.", "_orig_mod.", "model.")
 # (pattern, replacement) applied to a key the model lacks, kept when the result is a model key.
 RENAMES = ((re.compile(r"^fc\."), "linear."), (re.compile(r"\.downsample\."), ".shortcut."))
-AKAMASTER_DIR = "weights/akamaster-cifar10-resnet"
 
 
 class CheckpointError(RuntimeError):
@@ -228,21 +224,3 @@ def build_zoo_model(
     return build_model_with_cfg(
         model_cls, variant, pretrained, pretrained_filter_fn=pretrained_filter_fn, **kwargs
     )
-
-
-def pretrained_path(name: str) -> Path:
-    """The shared akamaster CIFAR-10 checkpoint for ``name`` (``"ms_resnet20"`` or ``"resnet20"``).
-
-    Looks in ``shared_data_dir()/weights/akamaster-cifar10-resnet/<arch>-*.th``.
-    """
-    arch = name.split(".")[0].removeprefix("ms_")
-    root = shared_data_dir()
-    folder = root / AKAMASTER_DIR if root is not None else None
-    matches = sorted(folder.glob(f"{arch}-*.th")) if folder is not None and folder.is_dir() else []
-    if not matches:
-        raise FileNotFoundError(
-            f"no shared pretrained checkpoint for {name!r}: looked for {arch}-*.th in "
-            f"{folder or '../shared/data/' + AKAMASTER_DIR}; set {ENV_VAR} to the shared data "
-            "folder (available: resnet20, resnet32, resnet44, resnet56)"
-        )
-    return matches[0]

@@ -22,11 +22,9 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
-from .paths import shared_data_dir
+from .paths import pretrained_path
 
 __all__ = ["NirNmnistCnn", "SumPool2d", "checkpoint_filter_fn"]
-
-WEIGHTS = "weights/nir-nmnist-cnn/sinabs-cnn-ann.pth"
 
 
 class SumPool2d(nn.Module):
@@ -104,14 +102,8 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dic
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> NirNmnistCnn:
-    if pretrained and not kwargs.get("pretrained_cfg_overlay"):
-        root = shared_data_dir()
-        if root is None or not (root / WEIGHTS).is_file():
-            raise FileNotFoundError(
-                f"{variant}: pretrained weights {WEIGHTS} not found; set MULTISPIKE_DATA to "
-                "the shared data folder or pass pretrained_cfg_overlay=dict(file=...)"
-            )
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(root / WEIGHTS))
+    if pretrained and not kwargs.get("pretrained_cfg_overlay"):  # no hub copy: the local file
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_path(variant)))
     return build_model_with_cfg(
         NirNmnistCnn,
         variant,

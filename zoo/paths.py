@@ -1,8 +1,8 @@
-"""Where the offline copies of real data and weights live.
+"""Where the zoo finds pretrained weights offline: the local data folder.
 
-Set ``MULTISPIKE_DATA`` to a folder laid out like ``../shared/data`` (``cifar10/``,
-``nmnist/``, ``weights/``); without it, ``../shared/data`` beside the repository (or beside
-the working directory) is used when present.
+Set ``MULTISPIKE_DATA`` to a folder laid out like ``../shared/data`` (its ``weights/``
+sub-folder holds the files); without it, ``../shared/data`` beside the repository is used
+when present.
 """
 
 from __future__ import annotations
@@ -10,19 +10,50 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "shared_data_dir"]
+__all__ = ["ENV_VAR", "LOCAL_WEIGHTS", "pretrained_path", "shared_data_dir"]
 
 ENV_VAR = "MULTISPIKE_DATA"
 
+# zoo model → file pattern inside the data folder (the first match is used)
+LOCAL_WEIGHTS = {
+    "ms_resnet20": "weights/akamaster-cifar10-resnet/resnet20-*.th",
+    "ms_resnet32": "weights/akamaster-cifar10-resnet/resnet32-*.th",
+    "ms_resnet44": "weights/akamaster-cifar10-resnet/resnet44-*.th",
+    "ms_resnet56": "weights/akamaster-cifar10-resnet/resnet56-*.th",
+    "ms_nir_nmnist_cnn": "weights/nir-nmnist-cnn/sinabs-cnn-ann.pth",
+}
+
 
 def shared_data_dir() -> Path | None:
-    """The shared data folder, or ``None`` when neither the setting nor the fallback exists."""
+    """The local data folder, or ``None`` when neither the setting nor a fallback exists."""
     value = os.environ.get(ENV_VAR)
     if value:
-        path = Path(value).expanduser()
-        return path if path.is_dir() else None
-    repo_root = Path(__file__).resolve().parents[1]
-    for candidate in (repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate
-    return None
+        candidates = [Path(value).expanduser()]
+    else:  # ../shared/data beside the repository, or beside the working directory
+        candidates = [Path(__file__).resolve().parents[2], Path.cwd().parent]
+        candidates = [root / "shared" / "data" for root in candidates]
+    return next((path for path in candidates if path.is_dir()), None)
+
+
+def pretrained_path(name: str) -> Path:
+    """The local pretrained weights of zoo model ``name`` (``"ms_resnet20"`` or ``"resnet20"``).
+
+    Raises:
+        FileNotFoundError: no local file for ``name``; the message says where it looked.
+    """
+    base = name.split(".")[0]
+    key = base if base in LOCAL_WEIGHTS else f"ms_{base}"
+    if key not in LOCAL_WEIGHTS:
+        raise FileNotFoundError(
+            f"the zoo keeps no local weights for {name!r} (it has {sorted(LOCAL_WEIGHTS)})"
+        )
+    root = shared_data_dir()
+    pattern = LOCAL_WEIGHTS[key]
+    matches = sorted(root.glob(pattern)) if root is not None else []
+    if not matches:
+        where = root / pattern if root is not None else f"../shared/data/{pattern}"
+        raise FileNotFoundError(
+            f"no local pretrained weights for {name!r}: looked for {where}; set {ENV_VAR} "
+            "to the data folder that holds them"
+        )
+    return matches[0]

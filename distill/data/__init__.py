@@ -1,9 +1,11 @@
-"""DataModules for every dataset the pipeline runs on, and ``from_spec`` for the CLI ``--data``.
+"""DataModules for every dataset the pipeline runs on; the commands' ``--data`` names one by class.
 
 Every DataModule exposes ``num_classes``, ``input_shape`` (one image, ``(C, H, W)``),
 ``mean``/``std`` and loaders of ``(x, y)`` batches, plus ``calibration_dataloader(num_images)``
-for threshold calibration. Event DataModules yield ``x`` of shape ``(B, F, C, H, W)`` (F frames
-per recording; transpose to time-major ``(F, B, C, H, W)`` for an SNN).
+for threshold calibration (training images, never the validation hold-out) and
+``adopt_model_config(model)`` to normalise like the model's weights were trained. Event
+DataModules yield ``x`` of shape ``(B, F, C, H, W)`` (F frames per recording; transpose to
+time-major ``(F, B, C, H, W)`` for an SNN).
 """
 
 from .base import ClassificationDataModule, ImageTransform, TensorImageDataset
@@ -15,11 +17,9 @@ from .errors import DataNotFoundError, DataSpecError
 from .events import EventDataModule, EventFiles, EventFrames, events_to_frames
 from .imagefolder import ImageFolderDataModule
 from .nmnist import NMNISTDataModule, read_nmnist
-from .spec import SPECS, from_spec
 from .synthetic import RandomDataModule
 
 __all__ = [
-    "SPECS",
     "CIFAR10DVSDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
@@ -37,6 +37,5 @@ __all__ = [
     "RandomDataModule",
     "TensorImageDataset",
     "events_to_frames",
-    "from_spec",
     "read_nmnist",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
@@ -87,8 +87,13 @@ class ClassificationDataModule(L.LightningDataModule):
     """Base DataModule: loaders yielding ``(x, y)``, ``x`` normalised as ``(image - mean) / std``.
 
     Splits: ``train`` and ``test`` come from the dataset; ``val`` is ``val_size`` training images
-    held out with a fixed seed, or the test set when ``val_size == 0`` (the CIFAR/ImageNet
-    convention of the conversion literature).
+    held out with a fixed seed (10 % by default) and never seen by training or calibration.
+    The test split serves ``test``/``predict`` only: fitting, checkpoint selection and every
+    other choice see the validation split, so the test set is read once, for the report.
+
+    Normalisation: ``mean``/``std`` if given; else those of the model the data feeds, after
+    :meth:`adopt_model_config` (timm's ``resolve_data_config``: the ``pretrained_cfg`` the
+    weights were trained with); else the dataset's own statistics.
 
     Args:
         batch_size: Images per batch.
@@ -100,7 +105,8 @@ class ClassificationDataModule(L.LightningDataModule):
         std: Per-channel std overriding the dataset default.
         augmentation: Transforms replacing the dataset's default training augmentation; they
             act on the image before scaling to [0, 1] and normalisation.
-        val_size: Training images held out for validation (0: validate on the test set).
+        val_size: Training images held out for validation: a count, or a fraction in
+            ``[0, 1)`` of the training split; ``0`` disables validation.
         seed: Seed of the hold-out split and of the calibration subset.
     """
 
@@ -119,15 +125,15 @@ class ClassificationDataModule(L.LightningDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         augmentation: Sequence[Callable] | None = None,
-        val_size: int = 0,
+        val_size: int | float = 0.1,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])  # every subclass's arguments too
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if val_size < 0:
-            raise ValueError(f"val_size must be >= 0, got {val_size}")
+        if val_size < 0 or (isinstance(val_size, float) and val_size >= 1):
+            raise ValueError(f"val_size must be a count >= 0 or a fraction in [0, 1): {val_size}")
         self.batch_size, self.num_workers = batch_size, num_workers
         self.augment, self.normalize = augment, normalize
         self._mean = tuple(float(m) for m in mean) if mean is not None else None
@@ -136,6 +142,7 @@ class ClassificationDataModule(L.LightningDataModule):
             raise ValueError(f"std must be positive, got {self._std}")
         self.augmentation = list(augmentation) if augmentation is not None else None
         self.val_size, self.seed = val_size, seed
+        self._model_config: dict = {}
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -154,15 +161,35 @@ class ClassificationDataModule(L.LightningDataModule):
         return []
 
     # -- normalisation and transforms ---------------------------------------------------------
+    def adopt_model_config(self, model: nn.Module) -> dict:
+        """Normalise like ``model``'s weights were trained: timm's ``resolve_data_config``.
+
+        Its ``mean``/``std`` replace the dataset defaults (explicit ``mean``/``std`` still win)
+        when they have one value per input channel; a model without a ``pretrained_cfg``, or
+        one whose channels differ (e.g. a 3-channel config on 1-channel digits), keeps them.
+        Call before the splits are built. Returns the resolved config.
+        """
+        from timm.data import resolve_data_config
+
+        config = resolve_data_config(model=model) if hasattr(model, "pretrained_cfg") else {}
+        channels = self.input_shape[0]
+        if len(config.get("mean", ())) == channels and len(config.get("std", ())) == channels:
+            self._model_config = config
+        return config
+
     @property
     def mean(self) -> tuple[float, ...]:
-        """Per-channel mean subtracted from every image (the dataset default unless overridden)."""
-        return self._mean if self._mean is not None else self.default_mean
+        """Per-channel mean subtracted from every image: given, the model's, or the dataset's."""
+        if self._mean is not None:
+            return self._mean
+        return tuple(self._model_config.get("mean", self.default_mean))
 
     @property
     def std(self) -> tuple[float, ...]:
-        """Per-channel std dividing every image (the dataset default unless overridden)."""
-        return self._std if self._std is not None else self.default_std
+        """Per-channel std dividing every image: given, the model's, or the dataset's."""
+        if self._std is not None:
+            return self._std
+        return tuple(self._model_config.get("std", self.default_std))
 
     def _check_statistics(self) -> None:
         channels = self.input_shape[0]
@@ -190,13 +217,16 @@ class ClassificationDataModule(L.LightningDataModule):
 
     # -- splits -------------------------------------------------------------------------------
     def _holdout(self, n_train: int) -> tuple[list[int], list[int]]:
-        if self.val_size >= n_train:
+        """``(training indices, validation indices)`` of the training split, seeded."""
+        size = self.val_size
+        n_val = round(size * n_train) if isinstance(size, float) else int(size)
+        if n_val >= n_train:
             raise DataSpecError(
-                f"val_size={self.val_size} leaves no training images (the training split has "
+                f"val_size={size} leaves no training images (the training split has "
                 f"{n_train}); choose a smaller val_size"
             )
         order = torch.randperm(n_train, generator=torch.Generator().manual_seed(self.seed))
-        return sorted(order[self.val_size :].tolist()), sorted(order[: self.val_size].tolist())
+        return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
     def setup(self, stage: str | None = None) -> None:
         """Build the splits a stage needs (``fit``: train + val; ``test``/``predict``: test;
@@ -214,11 +244,7 @@ class ClassificationDataModule(L.LightningDataModule):
     def _build(self, split: str) -> Dataset:
         if split == "test":
             return self._source("test", self.transform(False))
-        if split == "val" and not self.val_size:
-            return self._split("test")
         full = self._source("train", self.transform(self.augment and split == "train"))
-        if not self.val_size:
-            return full
         train_indices, val_indices = self._holdout(len(full))
         return Subset(full, val_indices if split == "val" else train_indices)
 
@@ -236,7 +262,10 @@ class ClassificationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._split("train"), shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        """The held-out training images; ``[]`` (no validation) when ``val_size`` is 0."""
+        if not self.val_size:
+            return []
         return self._loader(self._split("val"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
@@ -246,7 +275,7 @@ class ClassificationDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def calibration_dataloader(
-        self, num_images: int = 256, batch_size: int | None = None
+        self, num_images: int = 1024, batch_size: int | None = None
     ) -> DataLoader:
         """A loader over ``num_images`` training images (seeded choice) without augmentation.
 
@@ -256,9 +285,7 @@ class ClassificationDataModule(L.LightningDataModule):
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         train = self._source("train", self.transform(False))
-        indices = list(range(len(train)))
-        if self.val_size:
-            indices, _ = self._holdout(len(train))
+        indices, _ = self._holdout(len(train))
         order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(self.seed))
         chosen = sorted(indices[i] for i in order[:num_images].tolist())
         return self._loader(Subset(train, chosen), shuffle=False, batch_size=batch_size)

@@ -14,10 +14,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from multispike.zoo.paths import ENV_VAR, shared_data_dir
-
 from .base import ClassificationDataModule, TensorImageDataset
 from .errors import DataNotFoundError
+from .paths import DATA_VAR, local_data
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "load_npz_split"]
 
@@ -66,8 +65,8 @@ class _CIFARDataModule(ClassificationDataModule):
     # -- where the data is --------------------------------------------------------------------
     def _npz_candidates(self) -> list[Path]:
         if self.path is None:
-            root = shared_data_dir()
-            return [root / name for name in self.npz_names] if root is not None else []
+            found = [local_data(name) for name in self.npz_names]
+            return [path for path in found if path is not None]
         if self.path.suffix == ".npz":
             return [self.path]
         return [self.path / Path(name).name for name in self.npz_names] + [
@@ -84,7 +83,7 @@ class _CIFARDataModule(ClassificationDataModule):
             return "torchvision", self.path
         tried = [str(p) for p in self._npz_candidates()]
         if self.path is None and not tried:
-            tried.append(f"the shared data folder: none found, set {ENV_VAR}")
+            tried.append(f"the local data folder: none found, set {DATA_VAR}")
         if is_root:
             tried.append(str(self.path / self.torchvision_folder))
         raise DataNotFoundError(
@@ -130,11 +129,12 @@ class CIFAR10DataModule(_CIFARDataModule):
 
     ``path``: an ``.npz`` file; a folder holding ``cifar10-full.npz`` (also under ``cifar10/``);
     a torchvision root (``cifar-10-batches-py`` inside; fetched by :meth:`prepare_data` only
-    with ``download=True``); or ``None`` for the shared ``cifar10/cifar10-full.npz``.
+    with ``download=True``); or ``None`` for ``cifar10/cifar10-full.npz`` of the local data
+    folder (``MULTISPIKE_DATA``).
     Default normalisation: ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225),
     with which the pretrained akamaster CIFAR ResNets were trained (override ``mean``/``std``).
     Default augmentation: random crop 32 with 4 pixels of zero padding + horizontal flip.
-    Validation: the test set unless ``val_size`` training images are held out.
+    Validation: ``val_size`` (10 %, 5,000 images) of the training images, held out.
     """
 
     num_classes = 10

@@ -36,8 +36,8 @@ class CIFAR10DVSDataModule(EventDataModule):
 
     Split: there is no official one; as in most SNN papers (e.g. Wu et al. 2019, Fang et al.
     2021) the first ``train_fraction`` (0.9 → 900) recordings of each class, in file-name
-    order, train and the rest (100 per class) test. Validation is the test split unless
-    ``val_size`` training recordings are held out. Literature models often use
+    order, train and the rest (100 per class) test. Validation: ``val_size`` (10 %) of the
+    training recordings, held out. Literature models often use
     ``image_size=48`` (VGG) or 64/128.
     Default augmentation (when ``augment=True``): horizontal flip + random crop with
     ``S // 8`` pixels of zero padding.

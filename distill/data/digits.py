@@ -29,7 +29,7 @@ class DigitsDataModule(ClassificationDataModule):
         channels: Channels of each image (the grey level repeated), e.g. 3 for RGB models.
         test_fraction: Fraction of the images in the test split.
         split_seed: Seed of the train/test split (fixed, so every run sees the same split).
-        val_size: Training images held out for validation (0: validate on the test set).
+        val_size: Training images held out for validation (0: no validation).
         **kwargs: ``batch_size``, ``num_workers``, ``augment``, ``normalize``, ``mean``, ``std``,
             ``augmentation``, ``seed`` of :class:`ClassificationDataModule`.
     """

@@ -34,8 +34,8 @@ def read_dvsgesture(path: str | Path) -> np.ndarray:
 class DVSGestureDataModule(EventDataModule):
     """DVS128 Gesture as ``(B, F, 2, S, S)`` count frames (S = ``image_size``, default 128).
 
-    Split: the official one (users 1–23 train, 24–29 test: 1,077 / 264 recordings); validation
-    is the test split unless ``val_size`` training recordings are held out.
+    Split: the official one (users 1–23 train, 24–29 test: 1,077 / 264 recordings); validation:
+    ``val_size`` (10 %) of the training recordings, held out.
     Default augmentation (when ``augment=True``): random crop with ``S // 8`` zero padding; no
     flips (left- and right-hand gestures are different classes).
 

@@ -1,4 +1,4 @@
-"""Errors raised by the DataModules: missing data and malformed ``--data`` specs."""
+"""Errors raised by the DataModules: missing data and options that do not fit the data."""
 
 from __future__ import annotations
 
@@ -10,4 +10,4 @@ class DataNotFoundError(FileNotFoundError):
 
 
 class DataSpecError(ValueError):
-    """A ``--data`` spec or DataModule option that cannot be understood."""
+    """A DataModule option that does not fit the data (the message names the option)."""

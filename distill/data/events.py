@@ -183,7 +183,7 @@ class EventDataModule(ClassificationDataModule):
         )
 
     def calibration_dataloader(
-        self, num_images: int = 256, batch_size: int | None = None
+        self, num_images: int = 1024, batch_size: int | None = None
     ) -> DataLoader:
         """Single frames ``(B, C, H, W)``: the F frames of ``num_images`` training recordings."""
         loader = super().calibration_dataloader(num_images, batch_size)

@@ -15,10 +15,9 @@ import numpy as np
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from multispike.zoo.paths import ENV_VAR, shared_data_dir
-
 from .errors import DataNotFoundError
 from .events import EventDataModule, EventFiles
+from .paths import DATA_VAR, local_data
 
 __all__ = ["NMNISTDataModule", "read_id_list", "read_nmnist"]
 
@@ -49,7 +48,7 @@ class NMNISTDataModule(EventDataModule):
     """N-MNIST event recordings as ``(B, F, 2, 34, 34)`` count frames (channel = polarity).
 
     Splits: the official 60,000 train / 10,000 test recordings (or the lists of a sample folder);
-    validation is the test split unless ``val_size`` training recordings are held out.
+    validation: ``val_size`` (10 %) of the training recordings, held out.
     Default augmentation (when ``augment=True``): random shifts of up to 2 pixels (zero-padded
     crop); no flips.
 
@@ -70,12 +69,12 @@ class NMNISTDataModule(EventDataModule):
     def _root(self) -> Path:
         if self.path is not None:
             return self.path
-        shared = shared_data_dir()
+        shared = local_data("nmnist")
         if shared is None:
             raise DataNotFoundError(
-                f"N-MNIST: no path given and no shared data folder (set {ENV_VAR}); pass nmnist:DIR"
+                f"N-MNIST: no path given and no local data folder (set {DATA_VAR}); pass path=DIR"
             )
-        return shared / "nmnist"
+        return shared
 
     def _listing(self, split: str) -> tuple[list[Path], list[int]]:
         """Files and labels of ``"train"`` or ``"test"``, from whichever layout is present."""

@@ -1,102 +1,96 @@
 """``multispike avalanche``: residual-stream activity of the sparse/SEW/analog forms of a model.
 
+    multispike avalanche --model ms_resnet20 --pretrained true --data CIFAR10DataModule \\
+        --output runs/avalanche
+
 Calibrates the model into a QANN, rewires its residual joins into each form, converts and
 writes ``avalanche.json`` and ``avalanche.png`` (activity against depth) to ``--output``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from itertools import islice
 from pathlib import Path
+from typing import Literal
+
+import lightning as L
+
+import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
+
+__all__ = ["avalanche", "config", "main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    from multispike.convert.residual import JOIN_MODES
+def avalanche(
+    model: str,
+    data: L.LightningDataModule,
+    output: Path,
+    checkpoint: str | None = None,
+    pretrained: bool = False,
+    levels: int = 4,
+    max_spikes: int | None = None,
+    timesteps: int = 1,
+    per_channel: bool = False,
+    modes: list[Literal["sparse", "sew", "analog"]] = ["sparse", "sew", "analog"],  # noqa: B006
+    calibration_images: int = 1024,
+    eval_images: int | None = None,
+    split: Literal["val", "test"] = "test",
+    progress: bool = True,
+) -> dict:
+    """Measure the spike avalanche: activity of every residual stream along depth for the
+    sparse (barrier neuron after each join), sew (sum of spikes) and analog (real-valued
+    shortcut) forms of one calibrated model.
 
-    parser = argparse.ArgumentParser(
-        prog="multispike avalanche",
-        description="Measure the spike avalanche: activity of every residual stream along "
-        "depth for the sparse (barrier neuron after each join), sew (sum of spikes) and "
-        "analog (real-valued shortcut) forms of one calibrated model.",
-    )
-    parser.add_argument("--model", required=True, help="timm/zoo model name, e.g. ms_resnet20")
-    parser.add_argument("--checkpoint", type=Path, help="weights file for the model")
-    parser.add_argument(
-        "--pretrained", action="store_true", help="load the registry's pretrained weights"
-    )
-    parser.add_argument(
-        "--data", default="cifar10", help="data spec, e.g. cifar10[:PATH] or random:3x32x32"
-    )
-    parser.add_argument("--levels", type=int, default=4, help="L, quantization levels")
-    parser.add_argument("--max-spikes", type=int, help="N, spikes per step (default L)")
-    parser.add_argument("--timesteps", type=int, default=1, help="T")
-    parser.add_argument("--per-channel", action="store_true", help="per-channel thresholds")
-    parser.add_argument(
-        "--modes", default=",".join(JOIN_MODES), help="comma-separated forms to measure"
-    )
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument(
-        "--calibration-batches", "--calib-batches", dest="calibration_batches", type=int,
-        default=4, help="training batches for λ",
+    Args:
+        model: timm/zoo model name, e.g. ``ms_resnet20``.
+        data: the DataModule (training images calibrate; ``split`` is measured).
+        output: folder of ``avalanche.json`` and ``avalanche.png``.
+        checkpoint: a local weights file for the model.
+        pretrained: pretrained weights (local copy, else timm's hub).
+        levels: ``L``, quantization levels.
+        max_spikes: ``N``, spikes per neuron per step (default ``L``).
+        timesteps: ``T``.
+        per_channel: per-channel thresholds.
+        modes: the forms to measure.
+        calibration_images: training images for the thresholds.
+        eval_images: the first images of ``split`` (default: all of them).
+        split: the split measured.
+        progress: show progress bars.
+    """
+    from multispike.convert import calibrate
+    from multispike.pipelines.avalanche import avalanche as measure
+    from multispike.pipelines.avalanche import save_avalanche
+    from multispike.pipelines.sources import ann_and_data, first_images
+
+    ann, _ = ann_and_data(model, data, checkpoint=checkpoint, pretrained=pretrained)
+    data.setup("test" if split == "test" else "validate")
+    calib = list(data.calibration_dataloader(calibration_images))
+    qann = calibrate(ann, calib, levels, per_channel=per_channel, progress=progress)
+    loader = data.val_dataloader() if split == "val" else data.test_dataloader()
+    if not loader:
+        raise ValueError(f"--data {type(data).__name__} has no validation split (val_size=0)")
+    result = measure(
+        qann, first_images(loader, eval_images), modes=modes, calibration=calib,
+        timesteps=timesteps, max_spikes=max_spikes, progress=progress,
     )  # fmt: skip
-    parser.add_argument(
-        "--eval-batches", "--batches", dest="eval_batches", type=int,
-        help="test batches (default: the whole set)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--output", "--out", dest="output", type=Path, default=Path("avalanche"),
-        help="output folder",
-    )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+    result.update(model=model, split=split)
+    json_path, png_path = save_avalanche(result, output)
+    for mode, form in result["forms"].items():
+        accuracy = form["accuracy"]
+        print(
+            f"{mode:>6}: total events/image {form['totals']['total_events']:.0f}"
+            + (f", top-1 {100 * accuracy:.2f} % ({split})" if accuracy is not None else "")
+        )
+    print(f"wrote {json_path} and {png_path}")
+    return result
+
+
+def config(argv: list[str]) -> str:
+    """The options ``argv`` resolve to, as YAML (validated; nothing is run)."""
+    from multispike.pipelines.cli import function_config
+
+    return function_config(avalanche, argv, "multispike avalanche")
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    import timm
+    from multispike.pipelines.cli import run_function
 
-    import multispike.zoo  # noqa: F401  (registers the zoo in timm)
-    from multispike.convert import ConversionError, calibrate
-    from multispike.convert.residual import JOIN_MODES
-    from multispike.distill.data.spec import from_spec
-    from multispike.pipelines.avalanche import avalanche, save_avalanche
-    from multispike.zoo import load_checkpoint
-
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in JOIN_MODES]
-    if bad:
-        print(f"multispike avalanche: --modes {bad} unknown; use {JOIN_MODES}", file=sys.stderr)
-        return 2
-    progress = not args.quiet
-    try:
-        model = timm.create_model(args.model, pretrained=args.pretrained and not args.checkpoint)
-        if args.checkpoint:
-            load_checkpoint(model, args.checkpoint)
-        data = from_spec(args.data, batch_size=args.batch_size, augment=False)
-        data.prepare_data()
-        data.setup("fit")
-        data.setup("test")
-        calib = list(islice(data.train_dataloader(), args.calibration_batches))
-        qann = calibrate(
-            model.eval(), calib, args.levels, per_channel=args.per_channel, progress=progress
-        )
-        result = avalanche(
-            qann, data.test_dataloader(), modes=modes, calibration=calib,
-            timesteps=args.timesteps, max_spikes=args.max_spikes, num_batches=args.eval_batches,
-            progress=progress,
-        )  # fmt: skip
-    except (ConversionError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"multispike avalanche: {err}", file=sys.stderr)
-        return 1
-    result["model"] = args.model
-    json_path, png_path = save_avalanche(result, args.output)
-    for mode, form in result["forms"].items():
-        acc = form["accuracy"]
-        print(
-            f"{mode:>6}: total events/image {form['totals']['total_events']:.0f}"
-            + (f", accuracy {acc:.2%}" if acc is not None else "")
-        )
-    print(f"wrote {json_path} and {png_path}")
-    return 0
+    return run_function(avalanche, argv, "multispike avalanche")

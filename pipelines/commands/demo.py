@@ -1,16 +1,14 @@
-"""``multispike demo [--output DIR]``: the embedded digits recipe (``run --recipe digits``).
+"""``multispike demo``: the embedded digits recipe, ``multispike run --recipe digits``.
 
 No download: a CIFAR ResNet-20 is trained on scikit-learn's bundled digits, converted to a
 multi-level SNN that answers in one step, distilled, evaluated and exported (a few minutes
-on 2 CPU cores). The run directory (default ``runs/digits``) holds ``metrics.json``.
+on 2 CPU cores) into ``runs/digits`` (``--output DIR``). Takes ``run``'s options.
 """
 
 from __future__ import annotations
 
-from .run import execute, parser
+from .run import main as run_main
 
 
 def main(argv: list[str]) -> int:
-    args = parser("multispike demo", recipe=False).parse_args(argv)
-    args.recipe = "digits"
-    return execute(args, "multispike demo")
+    return run_main(argv, prog="multispike demo", recipe="digits")

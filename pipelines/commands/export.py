@@ -1,59 +1,62 @@
-"""``multispike export DIR --format nir|onnx --output FILE``: export a saved model directory."""
+"""``multispike export``: a converted model folder to NIR (the spiking graph) or ONNX (T = 1).
+
+multispike export --model_dir runs/resnet20-L4 --format onnx --output resnet20.onnx
+"""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
+from typing import Literal
 
-from multispike.convert import SpikingNetwork
-
-__all__ = ["main", "parser"]
+__all__ = ["config", "export", "main"]
 
 
-def parser() -> argparse.ArgumentParser:
-    """The options of ``multispike export``."""
-    p = argparse.ArgumentParser(
-        prog="multispike export",
-        description="Export a converted model directory (written by `multispike convert` or "
-        "multispike.pipelines.save) to NIR (spiking graph) or ONNX (the T=1 network).",
-    )
-    p.add_argument("directory", type=Path, help="model directory (config.json + weights)")
-    p.add_argument("--format", required=True, choices=("nir", "onnx"), help="target format")
-    p.add_argument("--output", "--out", required=True, type=Path, help="file to write")
-    p.add_argument(
-        "--nir-output",
-        choices=("values", "spikes"),
-        default="values",
-        help="NIR only: end the graph with output values (default) or the last layer's spikes",
-    )
-    p.add_argument("--opset", type=int, default=17, help="ONNX only: opset version")
-    return p
+def export(
+    model_dir: Path,
+    format: Literal["nir", "onnx"],  # noqa: A002  (the flag's name)
+    output: Path,
+    nir_output: Literal["values", "spikes"] = "values",
+    opset: int = 17,
+) -> Path:
+    """Export a converted model folder to NIR or ONNX.
+
+    Args:
+        model_dir: a model folder of ``multispike convert`` or ``distill`` (config.json +
+            model.safetensors).
+        format: ``nir`` (the spiking graph; SNN folders only) or ``onnx`` (the network at
+            ``T = 1``).
+        output: the file to write.
+        nir_output: NIR only: end the graph with the output values or the last layer's
+            spikes.
+        opset: ONNX only: the opset version.
+    """
+    from multispike.convert import SpikingNetwork
+    from multispike.pipelines.export import ExportError, export_nir, export_onnx
+    from multispike.pipelines.serialize import load
+
+    model = load(model_dir)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    if format == "onnx":
+        export_onnx(model, output, opset=opset)
+    elif isinstance(model, SpikingNetwork):
+        export_nir(model, output, output=nir_output)
+    else:
+        raise ExportError(
+            f"{model_dir} holds a quantized ANN, not a spiking network: NIR export needs an "
+            "SNN (convert with to_snn and save it), or use --format onnx"
+        )
+    print(f"wrote {output} ({format})")
+    return Path(output)
+
+
+def config(argv: list[str]) -> str:
+    """The options ``argv`` resolve to, as YAML (validated; nothing is run)."""
+    from multispike.pipelines.cli import function_config
+
+    return function_config(export, argv, "multispike export")
 
 
 def main(argv: list[str]) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    if args.output.name in ("values", "spikes"):  # the NIR ending was called --output before
-        p.error(f"--output {args.output} names the file to write; for the NIR graph's ending "
-                f"use --nir-output {args.output.name} and give --output a file name")  # fmt: skip
-    from multispike.pipelines.export import ExportError, export_nir, export_onnx
-    from multispike.pipelines.serialize import ModelFileError, load
+    from multispike.pipelines.cli import run_function
 
-    try:
-        model = load(args.directory)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        if args.format == "onnx":
-            export_onnx(model, args.output, opset=args.opset)
-        elif isinstance(model, SpikingNetwork):
-            export_nir(model, args.output, output=args.nir_output)
-        else:
-            raise ExportError(
-                f"{args.directory} holds a quantized ANN, not a spiking network: NIR export "
-                "needs an SNN (convert with to_snn and save it), or use --format onnx"
-            )
-    except (FileNotFoundError, ModelFileError, ExportError) as err:
-        print(f"multispike export: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output} ({args.format})")
-    return 0
+    return run_function(export, argv, "multispike export")

@@ -1,74 +1,92 @@
-"""``multispike run --recipe NAME|FILE.yaml [key.sub=value ...]``: a whole pipeline run."""
+"""``multispike run``: a whole recipe, each stage with the options of its command.
+
+    multispike run --recipe digits
+    multispike run --recipe cifar10-resnet20 --distill.trainer.max_epochs 1 --output runs/x
+    multispike run --recipe my.yaml --dry_run true      # validate, print the stage configs
+
+See :mod:`multispike.pipelines.run` for the recipe format. Finished stages are skipped when
+the same command runs again; ``<run>/<stage>/config.yaml`` is each stage's exact
+``--config``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from multispike.pipelines.run import (
-    RecipeError,
-    StageError,
-    load_recipe,
-    recipe_names,
-    run,
-    summary_table,
-)
+__all__ = ["main", "parser"]
 
 
-def parser(prog: str = "multispike run", recipe: bool = True) -> argparse.ArgumentParser:
-    """The options of ``run`` (``demo`` reuses them with ``recipe=False``)."""
-    p = argparse.ArgumentParser(
+def parser(prog: str = "multispike run", recipe: bool = True):
+    """The runner's own options; stage options go behind the stage name (see the module)."""
+    from jsonargparse import ArgumentParser
+
+    p = ArgumentParser(
         prog=prog,
-        description="Run a recipe: train/load the ANN, calibrate, convert (rewire residual "
-        "joins), distill, evaluate and export into one run directory. Finished stages are "
-        "skipped when the same command runs again.",
+        default_env=False,
+        allow_abbrev=False,
+        description="Run a recipe: train -> convert -> distill -> evaluate -> export into one "
+        "run directory. Override a stage's option with --<stage>.<option> VALUE in that "
+        "command's syntax, e.g. --distill.trainer.max_epochs 1 or --convert.levels 8.",
     )
     if recipe:
         p.add_argument(
-            "--recipe", required=True,
-            help=f"a shipped recipe ({', '.join(recipe_names())}) or a YAML file",
-        )  # fmt: skip
+            "--recipe",
+            type=str,
+            required=True,
+            help="a shipped recipe (digits, cifar10-resnet20, ...) or a YAML file",
+        )
     p.add_argument(
-        "--output", "--out", type=Path, help="run directory (default: runs/<recipe name>)"
+        "--output",
+        type=str | None,
+        default=None,
+        help="the run directory (default: runs/<recipe name>)",
     )
-    p.add_argument("--dry-run", action="store_true", help="validate the recipe, show the plan")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
-        "--threads", type=int,
-        help="CPU threads of torch (default: torch's; use 1 on a CPU shared with other jobs)",
-    )  # fmt: skip
+        "--dry_run",
+        type=bool,
+        default=False,
+        help="validate every stage, print its resolved options, run nothing",
+    )
+    p.add_argument("--progress", type=bool, default=True, help="show progress bars")
     p.add_argument(
-        "overrides", nargs="*", metavar="key.sub=value",
-        help="recipe overrides, e.g. distill.max_epochs=1 calibrate.levels=8",
-    )  # fmt: skip
+        "--threads", type=int | None, default=None, help="CPU threads of torch (default: torch's)"
+    )
     return p
 
 
-def execute(args: argparse.Namespace, prog: str) -> int:
-    """Load the recipe, run it, print the stages and the summary table."""
+def main(argv: list[str], prog: str = "multispike run", recipe: str | None = None) -> int:
+    """Run the recipe of ``--recipe`` (or ``recipe``, for ``demo``) with the overrides."""
+    from multispike.pipelines.cli import user_error
+    from multispike.pipelines.run import RecipeError, StageError, run, split_overrides
+
+    own, overrides = split_overrides(argv)
+    try:
+        args = parser(prog, recipe=recipe is None).parse_args(own)
+    except SystemExit as done:
+        return int(done.code or 0)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    name = recipe or args.recipe
+    out = Path(args.output) if args.output else Path("runs") / Path(name).stem
     try:
-        config = load_recipe(args.recipe, args.overrides)
-        out = args.output or Path("runs") / config.name
-        result = run(config, out, progress=not args.no_progress, dry_run=args.dry_run)
+        result = run(name, out, overrides, progress=args.progress, dry_run=args.dry_run)
     except RecipeError as err:
-        print(f"{prog}: bad recipe: {err}", file=sys.stderr)
-        return 2
+        return user_error(prog, err)
     except StageError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 1
     for name, stage in result["stages"].items():
+        if args.dry_run:
+            print(f"# ---- {name} ({stage['status']}): multispike {name} --config")
+            print(stage["config"])
+            continue
         seconds = f"  {stage['seconds']:.1f} s" if "seconds" in stage else ""
-        print(f"  {name:<10} {stage['status']}{seconds}")
-    if result["metrics"] is not None:
-        print(summary_table(result["metrics"]))
-        print(f"run directory: {out} (metrics.json, evaluate/report.md)")
+        print(f"  {name:<9} {stage['status']}{seconds}")
+    summary = out / "evaluate" / "summary.txt"
+    if not args.dry_run and summary.is_file():
+        print(summary.read_text())
+    print(f"run directory: {out}")
     return 0
-
-
-def main(argv: list[str]) -> int:
-    return execute(parser().parse_args(argv), "multispike run")

@@ -5,7 +5,7 @@ from multispike.convert import MultiLevelIFNeuron, if_neuron, quantize
 
 
 def reference_if(x_seq: torch.Tensor, lam: float, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """DESIGN.md §3 literally: membrane in volts, v(0) = q/2, soft reset; float64."""
+    """docs/method.md §3 literally: membrane in volts, v(0) = q/2, soft reset; float64."""
     q = lam / n
     v = torch.full_like(x_seq[0], q / 2, dtype=torch.float64)
     outs, counts = [], []

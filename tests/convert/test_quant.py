@@ -5,7 +5,7 @@ from multispike.convert import MultiLevelQuantizer, quantize
 
 
 def reference(z: torch.Tensor, lam: float, levels: int) -> torch.Tensor:
-    """DESIGN.md §2 written out in float64."""
+    """docs/method.md §2 written out in float64."""
     z = z.double()
     return (lam / levels) * torch.clamp(torch.floor(z * levels / lam + 0.5), 0, levels)
 

@@ -13,7 +13,6 @@ from multispike.distill.data import (
     EventFrames,
     NMNISTDataModule,
     events_to_frames,
-    from_spec,
     read_nmnist,
 )
 from multispike.distill.data import cifar10dvs as cifar10dvs_module
@@ -110,7 +109,7 @@ def test_nmnist_reader_round_trip_and_module(fake_nmnist):
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (2, 2, 2, 34, 34) and y.tolist() == [1, 9]
     assert torch.equal(x[0], torch.from_numpy(recordings[("Test", 1, 0)]).float())
-    x, y = next(iter(from_spec(f"nmnist:{root}", frames=1).train_dataloader()))
+    x, y = next(iter(NMNISTDataModule(root, frames=1).train_dataloader()))  # 4 * 10 % → no val
     assert x.shape == (4, 1, 2, 34, 34) and sorted(y.tolist()) == [0, 3, 3, 7]
     calib_x, calib_y = next(iter(dm.calibration_dataloader(3)))
     assert calib_x.shape == (6, 2, 34, 34) and calib_y.shape == (6,)
@@ -200,7 +199,7 @@ def test_cifar10dvs_split_and_reader(tmp_path, monkeypatch):
     )
     dm = CIFAR10DVSDataModule(tmp_path, image_size=32, batch_size=200, normalize=False)
     dm.setup()
-    assert len(dm.train_dataset) == 90 and len(dm.test_dataset) == 10
+    assert len(dm.train_dataset) == 81 and len(dm.val_dataset) == 9 and len(dm.test_dataset) == 10
     assert all(f.name.endswith("_9.aedat4") for f in dm.test_dataset.files)
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (10, 1, 2, 32, 32) and y.tolist() == list(range(10))

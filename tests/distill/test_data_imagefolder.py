@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from multispike.distill.data import DataNotFoundError, ImageFolderDataModule, from_spec
+from multispike.distill.data import DataNotFoundError, ImageFolderDataModule
 
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
 
@@ -26,7 +26,7 @@ def _all(loader):
 
 def test_single_tree_split_and_eval_geometry(tmp_path):
     _tree(tmp_path, per_class=5)
-    dm = ImageFolderDataModule(tmp_path, image_size=8, batch_size=16, normalize=False)
+    dm = ImageFolderDataModule(tmp_path, image_size=8, batch_size=16, normalize=False, val_size=0)
     assert dm.classes == ["cat", "dog", "emu"] and dm.num_classes == 3
     assert dm.input_shape == (3, 8, 8) and dm.resize_size == 9 and dm.mean == (0.485, 0.456, 0.406)
     (x_test, y_test), (x_train, y_train) = _all(dm.test_dataloader()), _all(dm.train_dataloader())
@@ -41,14 +41,15 @@ def test_single_tree_split_and_eval_geometry(tmp_path):
 def test_imagenet_layout_normalised(tmp_path):
     _tree(tmp_path / "train", per_class=2)
     _tree(tmp_path / "val", per_class=1, size=(20, 30))
-    dm = from_spec(f"imagefolder:{tmp_path}", image_size=16, augment=False, batch_size=8)
-    x, y = _all(dm.val_dataloader())
+    dm = ImageFolderDataModule(tmp_path, image_size=16, augment=False, batch_size=8)
+    x, y = _all(dm.test_dataloader())  # DIR/val is the test split
     assert x.shape == (3, 3, 16, 16) and y.tolist() == [0, 1, 2]
     mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
     assert torch.allclose(
         x[0], ((torch.tensor([1.0, 0, 0]).view(3, 1, 1) - mean) / std).expand(3, 16, 16)
     )
-    assert len(_all(dm.train_dataloader())[0]) == 6
+    assert len(_all(dm.train_dataloader())[0]) == 5  # one of the 6 held out for validation
+    assert len(_all(dm.val_dataloader())[0]) == 1
 
 
 def test_imagefolder_errors(tmp_path):

@@ -83,11 +83,11 @@ def test_digits_augmentation_shifts_train_only():
 def test_random_module_is_seeded_and_shaped():
     dm = RandomDataModule(input_shape=(2, 5, 7), num_classes=3, num_samples=20, batch_size=8)
     x, y = _all(dm.train_dataloader())
-    assert x.shape == (20, 2, 5, 7) and y.max() < 3 and dm.mean == (0.0, 0.0)
+    assert x.shape == (18, 2, 5, 7) and y.max() < 3 and dm.mean == (0.0, 0.0)  # 2 held out
     x2, _ = _all(
         RandomDataModule(
             input_shape=(2, 5, 7), num_classes=3, num_samples=20
-        ).calibration_dataloader(20)
+        ).calibration_dataloader(18)
     )
     assert torch.equal(x.sort(0).values, x2.sort(0).values)
     with pytest.raises(ValueError, match="input_shape"):
@@ -113,7 +113,7 @@ def test_cifar_augmentation_is_crop_and_flip(fake_cifar):
     path, train_x, _ = fake_cifar
     dm = CIFAR10DataModule(path, batch_size=12, normalize=False, seed=3)
     x, y = _all(dm.train_dataloader())
-    assert x.shape == (12, 3, 32, 32)
+    assert x.shape == (11, 3, 32, 32)  # one of the 12 held out for validation
     levels = (x * 255).round().long()
     for img, label in zip(levels, y, strict=True):
         fills = {
@@ -198,7 +198,8 @@ def test_real_cifar10_npz(need_data):
     path = need_data("cifar10/cifar10-full.npz")
     dm = CIFAR10DataModule(path, batch_size=500, augment=False)
     dm.setup()
-    assert len(dm.train_dataset) == 50000 and len(dm.test_dataset) == 10000
+    assert len(dm.train_dataset) == 45000 and len(dm.test_dataset) == 10000
+    assert len(dm.val_dataset) == 5000  # held out of the 50,000 training images
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (500, 3, 32, 32) and y.min() >= 0 and y.max() <= 9
     with np.load(path) as arrays:

@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from multispike.convert import calibrate, to_snn
+from multispike.distill.energy import fanout
 from multispike.distill.metrics import (
     ActivityMonitor,
     SpikeActivity,
     StepAccuracy,
     StepAgreement,
-    fanout,
     spike_counts,
     spike_inputs,
     step_accuracy,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -19,7 +18,7 @@ from multispike.convert import SpikingNetwork, calibrate, neurons, quantizers, t
 from multispike.distill.callbacks import SpikeActivityLogger
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, apply_stage, load_student_weights, spiking_view
-from multispike.pipelines import recipes
+from multispike.pipelines.run import load_recipe, recipe_names
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -396,51 +395,57 @@ def test_short_fit_on_digits_beats_calibration_only(teacher):
     assert 0 < metrics["val/events_per_neuron_step"].item() < 1
 
 
-RECIPES = sorted((Path(recipes.__file__).parent / "distill").glob("*.yaml"))
+# A standalone distillation config: no student given, so it is calibrated from the teacher.
+NMNIST = """
+model:
+  teacher:
+    class_path: multispike.zoo.load_model
+    init_args: {model_name: ms_nir_nmnist_cnn, pretrained: true}
+  levels: 8
+  calibration_images: 16
+  student_frames: 1
+  stages: [{student: snn, timesteps: 1}]
+data:
+  class_path: multispike.distill.data.NMNISTDataModule
+  init_args: {frames: 3, batch_size: 8}
+"""
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_every_recipe_parses_and_overrides_apply(recipe, capsys):
+@pytest.mark.parametrize("recipe", recipe_names())
+def test_every_recipes_distill_section_parses_as_a_distill_config(recipe, tmp_path, capsys):
     from multispike.pipelines.commands.distill import main
 
-    assert main(["--config", str(recipe), "--model.levels", "3", "--print_config"]) == 0
+    section = load_recipe(recipe, tmp_path).sections.get("distill")
+    if section is None:
+        pytest.skip(f"recipe {recipe} has no distill section")
+    config = yaml.safe_dump(section)
+    assert main(["--config", config, "--model.lr", "0.003", "--print_config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["levels"] == 3
-    assert printed["model"]["teacher"]["class_path"].startswith("multispike.distill.")
+    assert printed["model"]["lr"] == 0.003
+    assert printed["model"]["teacher"]["class_path"].startswith("multispike.")
     assert printed["data"]["class_path"].startswith("multispike.distill.data")
     assert printed["model"]["stages"][-1]["student"] == "snn"
+    assert printed["checkpoint"]["monitor"] == StepwiseDistillation.SELECTION_KEY
 
 
 def test_cli_names_a_bad_option(capsys):
     from multispike.pipelines.commands.distill import main
 
-    assert main(["--config", str(RECIPES[0]), "--model.alpha", "not-a-number"]) != 0
+    assert main(["--config", NMNIST, "--model.alpha", "not-a-number"]) == 2
     assert "model.alpha" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_cli_fits_the_nmnist_recipe(need_data, tmp_path, monkeypatch):
-    """The N-MNIST recipe end to end (one batch): pretrained teacher, 3 frames → 1-step SNN,
-    saved as a model directory (no logger under fast_dev_run: ``<cwd>/student``)."""
+def test_cli_fits_a_standalone_nmnist_config(need_data, tmp_path, monkeypatch):
+    """N-MNIST end to end (one batch): pretrained teacher, 3 frames → 1-step SNN calibrated
+    from it, saved as a model directory (no logger under fast_dev_run: ``<cwd>/student``)."""
     need_data("nmnist/train1K.txt")
     from multispike.pipelines.commands.distill import main
     from multispike.pipelines.serialize import load
 
     monkeypatch.chdir(tmp_path)
-    recipe = next(p for p in RECIPES if p.stem == "nmnist")
-    args = [
-        "--config",
-        str(recipe),
-        "--trainer.fast_dev_run",
-        "1",
-        "--trainer.accelerator",
-        "cpu",
-        "--model.calibration_images",
-        "16",
-        "--data.init_args.batch_size",
-        "8",
-    ]
-    assert main(args) == 0
+    assert main(["--config", NMNIST, "--trainer.fast_dev_run", "1",
+                 "--trainer.accelerator", "cpu"]) == 0  # fmt: skip
     student = load(tmp_path / "student")
     assert isinstance(student, SpikingNetwork) and student.timesteps == 1
     assert student.input_shape == (2, 34, 34)

@@ -1,7 +1,5 @@
 """TeacherEnsemble: several classifiers averaged into one distillation teacher."""
 
-from pathlib import Path
-
 import lightning as L
 import pytest
 import torch
@@ -60,33 +58,33 @@ def test_an_ensemble_teaches_a_converted_student_and_stays_frozen():
     torch.testing.assert_close(system.teacher(x), ensemble(x))
 
 
-def test_a_recipe_names_an_ensemble_teacher_and_fits(tmp_path, monkeypatch):
+def test_a_config_names_an_ensemble_teacher_and_fits(tmp_path, monkeypatch):
     """The CLI builds a TeacherEnsemble from YAML (members by registry name) and fits with it,
     converting the student from ``model.source``."""
-    from multispike.pipelines import recipes
     from multispike.pipelines.commands.distill import main
     from multispike.pipelines.serialize import load
 
     member = {
-        "class_path": "multispike.distill.students.timm_model",
+        "class_path": "multispike.zoo.load_model",
         "init_args": {"model_name": "ms_resnet20", "num_classes": 10, "in_chans": 1},
     }
-    override = {
+    config = {
         "model": {
             "teacher": {
                 "class_path": "multispike.distill.teacher.TeacherEnsemble",
                 "init_args": {"members": [member, member]},
             },
             "source": member,
+            "levels": 4,
             "calibration_images": 64,
-        }
+            "stages": [{"student": "qann", "epochs": 1}, {"student": "snn"}],
+        },
+        "data": {"class_path": "multispike.distill.data.DigitsDataModule"},
     }
-    (tmp_path / "ensemble.yaml").write_text(yaml.safe_dump(override))
+    (tmp_path / "ensemble.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
-    recipe = Path(recipes.__file__).parent / "distill" / "digits.yaml"
-    args = ["--config", str(recipe), "--config", "ensemble.yaml", "--trainer.fast_dev_run", "1",
+    args = ["--config", "ensemble.yaml", "--trainer.fast_dev_run", "1",
             "--trainer.accelerator", "cpu"]  # fmt: skip
     assert main(args) == 0
     student = load(tmp_path / "student")  # the QAT stage's QANN (fast_dev_run: one stage)
     assert student(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
-    assert not (tmp_path / "runs" / "digits" / "teacher.safetensors").exists()  # not trained

@@ -145,28 +145,19 @@ def test_avalanche_three_forms_json_and_png(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_writes_json_and_plot(tmp_path):
+def test_cli_writes_json_and_plot(tmp_path, capsys):
     from multispike.pipelines.cli import main
 
     argv = [
-        "avalanche",
-        "--model",
-        "ms_resnet20",
-        "--data",
-        "random:3x32x32",
-        "--quiet",
-        "--batch-size",
-        "2",
-        "--calib-batches",
-        "1",
-        "--batches",
-        "1",
-        "--out",
-        str(tmp_path),
-    ]
+        "avalanche", "--model", "ms_resnet20", "--data", "RandomDataModule",
+        "--data.batch_size", "2", "--data.num_samples", "8", "--data.num_test_samples", "2",
+        "--calibration_images", "2", "--progress", "false", "--output", str(tmp_path),
+    ]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((tmp_path / "avalanche.json").read_text())
     assert set(result["forms"]) == {"sparse", "sew", "analog"}
-    assert len(result["forms"]["sparse"]["joins"]) == 9
+    assert len(result["forms"]["sparse"]["joins"]) == 9 and result["split"] == "test"
     assert (tmp_path / "avalanche.png").stat().st_size > 0
-    assert main(["avalanche", "--model", "ms_resnet20", "--modes", "dense"]) == 2
+    capsys.readouterr()
+    assert main([*argv, "--modes", "[sparse, dense]"]) == 2
+    assert "modes" in capsys.readouterr().err

@@ -1,8 +1,8 @@
-"""``multispike convert``: outputs, the real pretrained ResNet-20, errors that name the flag, and
-the flag aliases of ``convert`` and ``export``."""
+"""``multispike convert``: outputs, the real pretrained ResNet-20, a checkpoint that never
+downloads, and errors that name the flag."""
 
 import json
-from pathlib import Path
+import socket
 
 import numpy as np
 import pytest
@@ -11,20 +11,22 @@ import torch
 
 from multispike import zoo  # noqa: F401  (registers ms_* models)
 from multispike.pipelines.cli import main
-from multispike.pipelines.commands import convert, export
 from multispike.pipelines.serialize import load
+
+RANDOM = ["--data", "RandomDataModule", "--data.num_samples", "16", "--data.batch_size", "8"]
+DIGITS = ["--data", "DigitsDataModule"]
 
 
 def _convert(tmp_path, *extra):
     out = tmp_path / "out"
-    code = main(["convert", "--output", str(out), "--no-progress", *extra])
+    code = main(["convert", "--output", str(out), "--progress", "false", *extra])
     return code, out
 
 
 def test_convert_random_writes_model_and_report(tmp_path, capsys):
     code, out = _convert(
-        tmp_path, "--model", "ms_resnet20", "--data", "random", "--levels", "2",
-        "--max-spikes", "2", "--calibration-images", "16", "--batch-size", "8",
+        tmp_path, "--model", "ms_resnet20", *RANDOM, "--levels", "2", "--max_spikes", "2",
+        "--calibration_images", "16",
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -35,83 +37,88 @@ def test_convert_random_writes_model_and_report(tmp_path, capsys):
     snn = load(out)
     x = torch.randn(2, 3, 32, 32)
     assert snn(x).shape == (1, 2, 10)
-    assert "agreement 100.00%" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "agreement 100.00 %" in captured.out
+    assert "RandomDataModule" in captured.err and "mean nothing" in captured.err
 
 
-def test_convert_digits_reports_accuracy_at_every_step(tmp_path):
+def test_convert_digits_reports_validation_accuracy_at_every_step(tmp_path):
     code, out = _convert(
-        tmp_path, "--model", "ms_resnet20", "--data", "digits", "--levels", "4", "--max-spikes",
-        "1", "--timesteps", "3", "--calibration-images", "32", "--eval-images", "40",
+        tmp_path, "--model", "ms_resnet20", *DIGITS, "--levels", "4", "--max_spikes", "1",
+        "--timesteps", "3", "--calibration_images", "32", "--eval_images", "40",
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report["snn"]["top1_at_t"]) == {"1", "2", "3"}
     assert 0.0 <= report["ann"]["top1"] <= 1.0 and 0.0 <= report["qann"]["top1"] <= 1.0
-    assert report["data"]["eval_images"] == 40 and report["conversion"]["max_spikes"] == 1
+    assert report["data"] == {"datamodule": "DigitsDataModule", "split": "val", "eval_images": 40}
+    assert report["conversion"]["max_spikes"] == 1
+
+
+def test_a_given_checkpoint_converts_with_the_network_off(tmp_path, monkeypatch):
+    ckpt = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", num_classes=10, in_chans=1).state_dict(), ckpt)
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    code, out = _convert(
+        tmp_path, "--model", "resnet18", "--pretrained", "true", "--checkpoint", str(ckpt),
+        *DIGITS, "--data.image_size", "32", "--calibration_images", "16", "--eval_images", "8",
+    )  # fmt: skip
+    assert code == 0 and (out / "config.json").is_file()
 
 
 @pytest.mark.parametrize(
     "argv,culprit",
     [
-        (["--model", "no_such_net", "--data", "random"], "--model 'no_such_net'"),
-        (["--model", "ms_resnet20", "--data", "random", "--checkpoint", "nope.pth"],
-         "--checkpoint nope.pth"),
-        (["--model", "ms_resnet20", "--data", "digits", "--num-classes", "7"], "--num-classes 7"),
-        (["--model", "ms_resnet20", "--data", "digits", "--in-chans", "3"], "--in-chans 3"),
-        (["--model", "ms_resnet20", "--data", "nosuch:x"], "unknown --data spec"),
-        (["--model", "ms_resnet20", "--data", "random", "--levels", "0"], "--levels"),
-        (["--model", "vit_tiny_patch16_224", "--data", "random"], "layer_norm"),
+        (["--model", "no_such_net", *RANDOM], "'no_such_net' is not a timm model"),
+        (["--model", "ms_resnet20", *RANDOM, "--checkpoint", "nope.pth"], "nope.pth"),
+        (["--model", "ms_resnet20", *DIGITS, "--num_classes", "7"], "--num_classes 7"),
+        (["--model", "ms_resnet20", *DIGITS, "--in_chans", "3"], "--in_chans 3"),
+        (["--model", "ms_resnet20", "--data", "NoSuchDataModule"], "NoSuchDataModule"),
+        (["--model", "ms_resnet20", *RANDOM, "--levels", "0"], "--levels"),
+        (["--model", "ms_resnet20", *RANDOM, "--levls", "2"], "--levls"),
+        (["--model", "vit_tiny_patch16_224", *RANDOM], "layer_norm"),
     ],
 )  # fmt: skip
 def test_bad_input_names_the_culprit(tmp_path, capsys, argv, culprit):
-    code, out = _convert(tmp_path, *argv, "--calibration-images", "4", "--eval-images", "4")
+    code, out = _convert(tmp_path, *argv, "--calibration_images", "4", "--eval_images", "4")
     assert code == 2
     assert culprit in capsys.readouterr().err
     assert not (out / "report.json").exists()
 
 
-@pytest.mark.parametrize(
-    ("parser", "required", "canonical", "alias"),
-    [
-        (convert.parser, ["--model", "m"], "--output", "--out"),
-        (convert.parser, ["--model", "m", "--output", "o"], "--calibration-images",
-         "--calib-images"),
-        (export.parser, ["dir", "--format", "nir"], "--output", "--out"),
-    ],
-)  # fmt: skip
-def test_flag_aliases_parse_like_the_canonical_names(parser, required, canonical, alias):
-    args = parser().parse_args([*required, canonical, "12"])
-    assert parser().parse_args([*required, alias, "12"]) == args
-    assert str(getattr(args, canonical.removeprefix("--").replace("-", "_"))) == "12"
-
-
-def test_export_takes_the_nir_output_kind_apart_from_the_output_file():
-    args = export.parser().parse_args(["d", "--format", "nir", "--out", "m.nir",
-                                       "--nir-output", "spikes"])  # fmt: skip
-    assert (str(args.output), args.nir_output) == ("m.nir", "spikes")
-
-
-def test_export_refuses_the_old_nir_output_spelling(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        export.main([str(tmp_path), "--format", "nir", "--out", "m.nir", "--output", "spikes"])
-    assert exit_info.value.code == 2
-    assert "--nir-output spikes" in capsys.readouterr().err
-    assert not (Path.cwd() / "spikes").exists()
-
-
 def test_checkpoint_of_another_architecture_or_class_count(tmp_path, capsys):
     ckpt = tmp_path / "resnet32.pth"
     torch.save({"state_dict": timm.create_model("ms_resnet32").state_dict()}, ckpt)
-    code, _ = _convert(tmp_path, "--model", "ms_resnet20", "--data", "random",
-                       "--checkpoint", str(ckpt))  # fmt: skip
+    code, _ = _convert(tmp_path, "--model", "ms_resnet20", *RANDOM, "--checkpoint", str(ckpt))
     err = capsys.readouterr().err
     assert code == 2 and str(ckpt) in err and "unexpected" in err.lower()
     ckpt10 = tmp_path / "resnet20-10.pth"
     torch.save(timm.create_model("ms_resnet20").state_dict(), ckpt10)
-    code, _ = _convert(tmp_path, "--model", "ms_resnet20", "--data", "random",
-                       "--num-classes", "100", "--checkpoint", str(ckpt10))  # fmt: skip
+    code, _ = _convert(tmp_path, "--model", "ms_resnet20", *RANDOM, "--data.num_classes", "100",
+                       "--checkpoint", str(ckpt10))  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "linear.weight" in err and "100" in err
+
+
+def test_export_writes_onnx_and_refuses_nir_of_a_qann(tmp_path, capsys):
+    code, out = _convert(tmp_path, "--model", "ms_resnet20", *RANDOM, "--calibration_images", "8")
+    assert code == 0
+    onnx_file = tmp_path / "m.onnx"
+    assert main(["export", "--model_dir", str(out), "--format", "onnx", "--output",
+                 str(onnx_file)]) == 0  # fmt: skip
+    assert onnx_file.is_file()
+    from multispike.pipelines import save
+
+    save(load(out, kind="qann"), tmp_path / "qann", model_name="ms_resnet20")
+    argv = ["export", "--model_dir", str(tmp_path / "qann"), "--format", "nir", "--output",
+            str(tmp_path / "q.nir")]  # fmt: skip
+    assert main(argv) == 2
+    assert "holds a quantized ANN" in capsys.readouterr().err
 
 
 @pytest.mark.shared_data

@@ -10,16 +10,14 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from multispike.convert import calibrate, to_snn
-from multispike.pipelines.commands.evaluate import main as evaluate_main
-from multispike.pipelines.commands.evaluate import parser as evaluate_parser
+from multispike.convert import calibrate, qann_of, to_snn
+from multispike.pipelines.cli import main as cli
 from multispike.pipelines.evaluate import (
     SNNConfig,
     accuracy_summary,
     evaluate,
     latency,
     matched_energy_ratio,
-    qann_of,
     robustness,
     write_report,
 )
@@ -182,41 +180,36 @@ def test_snn_config_parse_errors():
 
 
 def test_cli_errors_are_clear(capsys, tmp_path):
-    assert evaluate_main(["--data", "random", "--output", str(tmp_path)]) == 2
-    assert "--model NAME or --model-dir DIR" in capsys.readouterr().err
-    code = evaluate_main(["--model", "ms_resnet20", "--data", "nosuch", "--output", str(tmp_path)])
-    assert code == 1
-    assert "unknown --data spec 'nosuch'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        evaluate_main(["--model", "x", "--data", "random", "--sweep", "4", "--output", "o"])
-
-
-@pytest.mark.parametrize(
-    ("canonical", "alias"),
-    [("--eval-images", "--limit"), ("--calibration-images", "--calib-images")],
-)
-def test_cli_flag_aliases_parse_like_the_canonical_names(canonical, alias):
-    required = ["--data", "random", "--output", "o"]
-    args = evaluate_parser().parse_args([*required, canonical, "12"])
-    assert evaluate_parser().parse_args([*required, alias, "12"]) == args
-    assert getattr(args, canonical.removeprefix("--").replace("-", "_")) == 12
+    assert cli(["evaluate", "--data", "DigitsDataModule", "--output", str(tmp_path)]) == 2
+    assert "model_dir" in capsys.readouterr().err  # the required option is named
+    argv = ["evaluate", "--model_dir", str(tmp_path / "none"), "--data", "DigitsDataModule",
+            "--output", str(tmp_path / "report")]  # fmt: skip
+    assert cli(argv) == 2
+    assert "config.json not found" in capsys.readouterr().err
+    assert cli([*argv, "--sweep", "[4]"]) == 2
+    assert not (tmp_path / "report").exists()
 
 
 @pytest.mark.slow
-def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path):
+def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path, capsys):
     need_data("cifar10/cifar10-full.npz")
-    weights = sorted(need_data("weights/akamaster-cifar10-resnet").glob("resnet20-*.th"))[0]
-    code = evaluate_main(
-        ["--model", "ms_resnet20", "--checkpoint", str(weights), "--data", "cifar10",
-         "--eval-images", "16", "--batch-size", "16", "--levels", "8", "--calibration-images", "32",
-         "--binary-timesteps", "2",
-         "--noise", "0", "--noise-images", "8", "--output", str(tmp_path), "--no-progress"]
-    )  # fmt: skip
+    need_data("weights/akamaster-cifar10-resnet")
+    data = ["--data", "CIFAR10DataModule", "--data.batch_size", "16"]
+    model = tmp_path / "model"
+    assert cli(["convert", "--model", "ms_resnet20", "--pretrained", "true", *data,
+                "--levels", "8", "--calibration_images", "32", "--eval_images", "16",
+                "--output", str(model), "--progress", "false"]) == 0  # fmt: skip
+    report = tmp_path / "report"
+    code = cli(["evaluate", "--model_dir", str(model), "--pretrained", "true", *data,
+                "--eval_images", "16", "--binary_timesteps", "2", "--noise", "[0.0]",
+                "--output", str(report), "--progress", "false"])  # fmt: skip
     assert code == 0
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+    saved = json.loads((report / "metrics.json").read_text())
     assert saved["ann"]["top1"] >= 0.75  # the checkpoint scores 91.7 % on the test set
     assert saved["snn"]["label"] == "N=8,T=1" and saved["binary"]["label"] == "N=1,T=2"
     assert saved["snn"]["top1_at_t"] == {"1": saved["qann"]["top1"]}
     assert saved["snn"]["agreement_with_qann"] == 1.0 and saved["snn"]["max_abs_logit_diff"] == 0.0
-    assert saved["command"].startswith("multispike evaluate --model ms_resnet20")
-    assert (tmp_path / "report.md").read_text().startswith("# Evaluation report")
+    assert saved["snn"]["images"] == 16 and set(saved["robustness"]["snn"]) == {"0.0"}
+    assert (report / "report.md").read_text().startswith("# Evaluation report")
+    out = capsys.readouterr().out
+    assert "test split, 16 images, top-1: ANN" in out and "nan" not in out

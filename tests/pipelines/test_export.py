@@ -141,18 +141,18 @@ def test_onnx_matches_pytorch(tmp_path, frames, kind):
 def test_cli_exports_saved_directory(tmp_path, frames, capsys):
     snn = to_snn(_qann(frames), max_spikes=1, timesteps=3)
     directory = save(snn, tmp_path / "model", model_name=NAME)
-    assert cli(["export", str(directory), "--format", "nir", "--out", str(tmp_path / "m.nir")]) == 0
+    argv = ["export", "--model_dir", str(directory), "--format"]
+    assert cli([*argv, "nir", "--output", str(tmp_path / "m.nir")]) == 0
     assert sum(isinstance(n, nir.IF) for n in nir.read(str(tmp_path / "m.nir")).nodes.values()) == 5
-    assert (
-        cli(["export", str(directory), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
-    )
+    assert cli([*argv, "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
 
 
 def test_cli_export_reports_missing_directory(tmp_path, capsys):
     missing = tmp_path / "nowhere"
-    assert cli(["export", str(missing), "--format", "nir", "--out", str(tmp_path / "x")]) == 1
+    argv = ["export", "--model_dir", str(missing), "--format", "nir", "--output"]
+    assert cli([*argv, str(tmp_path / "x")]) == 2
     assert "config.json" in capsys.readouterr().err
 
 

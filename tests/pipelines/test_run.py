@@ -1,4 +1,5 @@
-"""``multispike run``: the digits recipe end to end (shrunk), restarts, failures, bad configs."""
+"""``multispike run``: the digits recipe end to end (shrunk), restarts, failures, bad configs,
+and that every stage is exactly its command run on ``<run>/<stage>/config.yaml``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from multispike.pipelines.commands import demo
+from multispike.pipelines.cli import main as cli
 from multispike.pipelines.commands import run as run_command
 from multispike.pipelines.run import (
     STAGES,
@@ -18,43 +20,55 @@ from multispike.pipelines.run import (
     load_recipe,
     recipe_names,
     run,
+    split_overrides,
 )
 from multispike.pipelines.serialize import load
 
-# The digits recipe, shrunk to seconds: ~150 training images, one short epoch per training
-# stage, one test batch.
-SHRUNK = [
-    "data.options.batch_size=32",
-    "data.options.test_fraction=0.9",
-    "data.options.val_size=32",
-    "teacher.max_epochs=1",
-    "calibrate.images=32",
-    "distill.qat_epochs=1",
-    "distill.max_epochs=1",
-    "distill.limit_train_batches=1",
-    "distill.limit_val_batches=1",
-    "evaluate.max_batches=1",
-    "evaluate.binary_timesteps=2",
-]
-NAMES = [stage.name for stage in STAGES]
+RECIPES = Path(__file__).resolve().parents[2] / "pipelines" / "recipes"
+# The digits recipe, shrunk to seconds: ~150 training digits, a couple of batches per epoch.
+SHRUNK = {
+    "train": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"],
+    "convert": ["--calibration_images", "32", "--eval_images", "32"],
+    "distill": [
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "1",
+        "--model.stages",
+        "[{student: qann, epochs: 1}, {student: snn}]",
+    ],  # fmt: skip
+    "evaluate": ["--eval_images", "32", "--binary_timesteps", "2"],
+}
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def recipe(tmp_path_factory) -> Path:
+    """The shipped digits recipe with a smaller data split (one anchor feeds every stage)."""
+    text = (RECIPES / "digits.yaml").read_text()
+    small = "init_args: {batch_size: 32, test_fraction: 0.9, val_size: 32}"
+    assert text.count("init_args: {batch_size: 64}") == 1
+    path = tmp_path_factory.mktemp("recipe") / "digits.yaml"
+    path.write_text(text.replace("init_args: {batch_size: 64}", small))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(recipe, tmp_path_factory) -> Path:
     """A run directory of the shrunk digits recipe, run once for the whole module."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("digits") / "run"
-        result = run(load_recipe("digits", SHRUNK), out, progress=False)
+        result = run(recipe, out, SHRUNK, progress=False)
     finally:
         torch.set_num_threads(threads)
-    assert [result["stages"][n]["status"] for n in NAMES] == ["ran"] * len(NAMES)
+    assert [s["status"] for s in result["stages"].values()] == ["ran"] * len(STAGES)
     return out
 
 
 @pytest.fixture
 def copy_of(finished, tmp_path) -> Path:
+    """A copy of the finished run: a moved run directory resumes where it was."""
     return Path(shutil.copytree(finished, tmp_path / "run"))
 
 
@@ -64,142 +78,141 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_demo_recipe_runs_end_to_end(finished):
-    metrics = json.loads((finished / "metrics.json").read_text())
+    metrics = json.loads((finished / "evaluate" / "metrics.json").read_text())
     for group in ("ann", "qann"):
         assert 0.0 <= metrics[group]["top1"] <= 1.0
     snn = metrics["snn"]
     assert set(snn["top1_at_t"]) == {"1"}  # the recipe's T = 1
     # N = L and T = 1: the SNN computes exactly its QANN
-    assert snn["agreement_with_qann"] == 1.0
-    assert snn["max_abs_logit_diff"] == 0.0
-    assert snn["top1_at_t"]["1"] == metrics["qann"]["top1"]
+    assert snn["agreement_with_qann"] == 1.0 and snn["max_abs_logit_diff"] == 0.0
+    assert snn["top1_at_t"]["1"] == metrics["qann"]["top1"] and snn["images"] == 32
     assert metrics["binary"]["max_spikes"] == 1 and metrics["binary"]["timesteps"] == 2
-    assert set(metrics["calibrated"]) >= {"qann_top1", "snn_top1_at_t"}
-    files = [
-        "config.yaml",
-        "summary.txt",
-        "evaluate/report.md",
-        "export/model.onnx",
-        "teacher/model.safetensors",
-        "convert/report.json",
-        "distill/checkpoints/last.ckpt",
-    ]
-    for path in files:
+    for path in ("train/model.safetensors", "convert/report.json", "convert/config.json",
+                 "distill/checkpoints/last.ckpt", "distill/student/config.json",
+                 "evaluate/report.md", "export/model.onnx"):  # fmt: skip
         assert (finished / path).is_file(), path
-    assert "SNN, final" in (finished / "summary.txt").read_text()
-    # the saved fine-tuned SNN and QANN reload and agree bit for bit at T = 1
-    snn_model, qann = load(finished / "distill" / "snn"), load(finished / "distill" / "qann")
+    for stage in STAGES:  # each stage's exact --config, and its record
+        assert (finished / stage / "config.yaml").is_file()
+        assert json.loads((finished / stage / "done.json").read_text())["hash"]
+    # the validation split, not the test split, is in the convert report
+    assert json.loads((finished / "convert" / "report.json").read_text())["data"]["split"] == "val"
+    student = load(finished / "distill" / "student")
+    qann = load(finished / "distill" / "student", kind="qann")
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
-        assert torch.equal(snn_model(x)[0], qann(x))
+        assert torch.equal(student(x)[0], qann(x))
 
 
 @pytest.mark.slow
-def test_restarted_run_skips_finished_stages(copy_of):
+def test_restarted_run_skips_finished_stages(copy_of, recipe):
     before = _mtimes(copy_of)
-    result = run(load_recipe("digits", SHRUNK), copy_of, progress=False)
-    assert [result["stages"][n]["status"] for n in NAMES] == ["done before"] * len(NAMES)
-    after = _mtimes(copy_of)
-    changed = {k for k in before if before[k] != after[k]}
-    assert changed <= {"config.yaml", "summary.txt"}, changed
+    result = run(recipe, copy_of, SHRUNK, progress=False)
+    assert [s["status"] for s in result["stages"].values()] == ["done before"] * len(STAGES)
+    assert _mtimes(copy_of) == before
 
 
 @pytest.mark.slow
-def test_changed_section_reruns_that_stage_and_later_ones(copy_of):
-    snn_file = copy_of / "distill" / "snn" / "model.safetensors"
+def test_changed_section_reruns_that_stage_and_later_ones(copy_of, recipe):
+    changed = {**SHRUNK, "evaluate": [*SHRUNK["evaluate"], "--binary_timesteps", "1"]}
+    snn_file = copy_of / "distill" / "student" / "model.safetensors"
     before = snn_file.stat().st_mtime_ns
-    changed = [*SHRUNK, "evaluate.binary_timesteps=1", "export.formats=[]"]
-    result = run(load_recipe("digits", changed), copy_of, progress=False)
-    status = {n: result["stages"][n]["status"] for n in NAMES}
-    assert status == {"teacher": "done before", "calibrate": "done before",
-                      "convert": "done before", "distill": "done before",
-                      "evaluate": "ran", "export": "ran"}  # fmt: skip
+    result = run(recipe, copy_of, changed, progress=False)
+    status = {n: s["status"] for n, s in result["stages"].items()}
+    assert status == {"train": "done before", "convert": "done before",
+                      "distill": "done before", "evaluate": "ran", "export": "ran"}  # fmt: skip
     assert snn_file.stat().st_mtime_ns == before
-    assert json.loads((copy_of / "metrics.json").read_text())["binary"]["timesteps"] == 1
+    metrics = json.loads((copy_of / "evaluate" / "metrics.json").read_text())
+    assert metrics["binary"]["timesteps"] == 1
 
 
 @pytest.mark.slow
-def test_residual_rewiring_stage(copy_of):
-    result = run(load_recipe("digits", [*SHRUNK, "convert.residual=sew"]), copy_of, progress=False)
-    assert result["stages"]["calibrate"]["status"] == "done before"
-    assert result["stages"]["convert"]["status"] == "ran"
-    config = json.loads((copy_of / "distill" / "snn" / "config.json").read_text())
-    assert config["transforms"] == [{"name": "residual", "mode": "sew"}]
-    metrics = json.loads((copy_of / "metrics.json").read_text())
-    assert metrics["snn"]["agreement_with_qann"] == 1.0  # still exact at T = 1, N = L
+def test_the_distill_stage_is_a_plain_distill_config(finished, tmp_path):
+    """What the runner ran is exactly `multispike distill --config <run>/distill/config.yaml`."""
+    config = finished / "distill" / "config.yaml"
+    text = config.read_text()
+    assert "class_path: multispike.pipelines.load" in text
+    code = cli([
+        "distill", "--config", str(config), "--trainer.max_epochs", "1",
+        "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        "--save_student.dirpath", str(tmp_path / "student"),
+        "--model.stages", "[{student: snn}]",
+    ])  # fmt: skip
+    assert code == 0
+    assert load(tmp_path / "student").timesteps == 1
 
 
 @pytest.mark.slow
-def test_failed_stage_names_itself_and_keeps_earlier_outputs(copy_of):
-    with pytest.raises(StageError, match="stage 'evaluate' failed.*no batch"):
-        run(load_recipe("digits", [*SHRUNK, "evaluate.max_batches=0"]), copy_of, progress=False)
-    for stage in ("teacher", "calibrate", "convert", "distill"):
+def test_failed_stage_names_itself_and_keeps_earlier_outputs(copy_of, recipe, capsys):
+    broken = {**SHRUNK, "evaluate": ["--eval_images", "0"]}
+    with pytest.raises(StageError, match="stage 'evaluate' failed.*exited with 2"):
+        run(recipe, copy_of, broken, progress=False)
+    assert "evaluation images must be >= 1" in capsys.readouterr().err
+    for stage in ("train", "convert", "distill"):
         assert (copy_of / stage / "done.json").is_file()
     assert not (copy_of / "evaluate" / "done.json").exists()
 
 
 @pytest.mark.slow
-def test_demo_command_reports_a_finished_run(copy_of, capsys):
-    assert demo.main(["--output", str(copy_of), "--no-progress", *SHRUNK]) == 0
+def test_run_command_reports_a_finished_run(copy_of, recipe, capsys):
+    argv = ["--recipe", str(recipe), "--output", str(copy_of), "--progress", "false"]
+    for stage, options in SHRUNK.items():
+        argv += [f"--{stage}.{arg[2:]}" if arg.startswith("--") else arg for arg in options]
+    assert run_command.main(argv) == 0
     out = capsys.readouterr().out
-    assert "done before" in out and "SNN, final" in out
+    assert out.count("done before") == len(STAGES) and str(copy_of) in out
+
+
+def test_overrides_split_per_stage_in_the_commands_syntax():
+    own, stages = split_overrides([
+        "--recipe", "digits", "--convert.levels", "8", "--distill.trainer.max_epochs=2",
+        "--output", "runs/x", "--evaluate.sweep", "[1x4, 2x2]", "--dry_run", "true",
+    ])  # fmt: skip
+    assert own == ["--recipe", "digits", "--output", "runs/x", "--dry_run", "true"]
+    assert stages == {
+        "convert": ["--levels", "8"],
+        "distill": ["--trainer.max_epochs", "2"],
+        "evaluate": ["--sweep", "[1x4, 2x2]"],
+    }
 
 
 @pytest.mark.parametrize(
-    ("override", "named"),
+    ("overrides", "named"),
     [
-        ("distill.max_epoch=1", "'distill.max_epoch'"),
-        ("calibrate.levels=four", "calibrate.levels"),
-        ("convert.residual=dense", "convert.residual"),
-        ("export.formats=[onnx, tflite]", "export.formats[1]"),
-        ("modle.name=resnet18", "'modle'"),
-        ("distill.lr", "key.sub=value"),
-        ("seed.value=1", "'seed' is not a section"),
+        ({"distill": ["--trainer.max_epoch", "1"]}, r"section 'distill'.*--trainer\.max_epoch"),
+        ({"convert": ["--levels", "four"]}, r"section 'convert'.*levels"),
+        ({"convert": ["--residual", "dense"]}, r"section 'convert'.*residual"),
+        ({"export": ["--format", "tflite"]}, r"section 'export'.*format"),
+        ({"convert": ["--percentil", "99"]}, r"section 'convert'.*--percentil"),
     ],
 )
-def test_broken_override_names_the_key(override, named):
-    with pytest.raises(RecipeError, match=named.replace("[", r"\[").replace("]", r"\]")):
-        load_recipe("digits", [override])
+def test_a_misspelt_key_or_bad_value_is_named(tmp_path, overrides, named):
+    with pytest.raises(RecipeError, match=named):
+        run("digits", tmp_path, overrides, dry_run=True, progress=False)
 
 
-def test_broken_recipe_file_names_the_key(tmp_path):
+def test_broken_recipe_files_are_named(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text(
-        "name: mine\nmodel: {name: ms_resnet20}\ncalibrate: {levels: 4, percentil: 99}\n"
-    )
-    with pytest.raises(RecipeError, match="'calibrate.percentil'.*percentile"):
-        load_recipe(path)
+    path.write_text("convert: {model: ms_resnet20, levels: 4, percentil: 99}\n")
+    with pytest.raises(RecipeError, match="section 'convert'.*percentil"):
+        run(path, tmp_path / "run", dry_run=True, progress=False)
+    path.write_text("modle: {name: resnet18}\n")
+    with pytest.raises(RecipeError, match=r"unknown section\(s\) \['modle'\]"):
+        load_recipe(path, tmp_path)
     with pytest.raises(RecipeError, match="does not exist"):
-        load_recipe(tmp_path / "missing.yaml")
+        load_recipe(tmp_path / "missing.yaml", tmp_path)
     with pytest.raises(RecipeError, match="unknown recipe 'digitz'.*digits"):
-        load_recipe("digitz")
+        load_recipe("digitz", tmp_path)
+    with pytest.raises(RecipeError, match="stage\\(s\\) \\['train'\\]"):
+        run("cifar10-resnet20", tmp_path, {"train": ["--trainer.max_epochs", "1"]}, dry_run=True)
 
 
-def test_cli_reports_a_broken_config_with_exit_code_2(capsys):
-    assert run_command.main(["--recipe", "digits", "--dry-run", "distill.max_epoch=1"]) == 2
-    assert "'distill.max_epoch'" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("prog", "required"), [("multispike run", ["--recipe", "digits"]), ("multispike demo", [])]
-)
-def test_out_is_an_alias_of_output(prog, required):
-    parser = run_command.parser(prog, recipe=bool(required))
-    args = parser.parse_args([*required, "--output", "runs/x", "calibrate.levels=8"])
-    assert parser.parse_args([*required, "--out", "runs/x", "calibrate.levels=8"]) == args
-    assert args.output == Path("runs/x") and args.overrides == ["calibrate.levels=8"]
-
-
-def test_overrides_reach_the_config():
-    config = load_recipe("digits", ["calibrate.levels=8", "evaluate.sweep=[1x4]", "seed=3"])
-    assert config.calibrate.levels == 8 and config.evaluate.sweep == ["1x4"] and config.seed == 3
-    assert config.distill.lr == 0.001  # from the recipe file
-    # Lightning reads an int as a batch count and a float as a fraction: keep the type
-    limits = load_recipe(
-        "digits", ["distill.limit_train_batches=2", "distill.limit_val_batches=0.5"]
-    )
-    assert type(limits.distill.limit_train_batches) is int
-    assert limits.distill.limit_val_batches == 0.5
+def test_cli_reports_a_bad_override_with_exit_code_2(capsys):
+    argv = ["--recipe", "digits", "--dry_run", "true", "--distill.trainer.max_epoch", "1"]
+    assert run_command.main(argv) == 2
+    assert "--trainer.max_epoch" in capsys.readouterr().err
+    assert run_command.main(["--recipe", "digits", "--modle.name", "x"]) == 2
+    assert "--modle.name" in capsys.readouterr().err
 
 
 def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
@@ -207,11 +220,9 @@ def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
         "digits", "cifar10-resnet20", "cifar10-vgg16", "nmnist", "imagenet-resnet18",
     }  # fmt: skip
     for name in recipe_names():
-        result = run(load_recipe(name), tmp_path / name, dry_run=True, progress=False)
+        result = run(name, tmp_path / name, dry_run=True, progress=False)
         assert {s["status"] for s in result["stages"].values()} == {"would run"}, name
+        for stage, record in result["stages"].items():  # ${run} resolved, valid YAML
+            assert "${run}" not in record["config"], (name, stage)
+            assert isinstance(yaml.safe_load(record["config"]), dict)
         assert not (tmp_path / name).exists()  # a dry run writes nothing
-
-
-def test_dry_run_rejects_an_unregistered_model(tmp_path):
-    with pytest.raises(RecipeError, match="model.name: 'no_such_net'"):
-        run(load_recipe("digits", ["model.name=no_such_net"]), tmp_path, dry_run=True)

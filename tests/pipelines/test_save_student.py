@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from types import SimpleNamespace
@@ -100,3 +101,38 @@ def test_a_teacher_without_a_timm_name_fails_before_training(tmp_path):
         trainer.fit(system, DigitsDataModule(batch_size=16))
     assert trainer.global_step == 0
     assert not (tmp_path / "student").exists()
+
+
+class _Score(L.Callback):
+    """Logs a made-up validation score per epoch, so the chosen epoch is known in advance."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = scores
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        pl_module.log("score", torch.tensor(self.scores[trainer.current_epoch]))
+
+
+def test_the_saved_student_is_the_one_chosen_on_validation(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from multispike.distill.students import load_student_weights
+
+    system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], levels=2,
+                                  calibration_images=16, lr=1e-2)  # fmt: skip
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", monitor="score", mode="max")
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=3, limit_train_batches=2, limit_val_batches=1,
+        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, default_root_dir=tmp_path,
+        callbacks=[_Score([0.2, 0.9, 0.1]), checkpoint, SaveStudent()],
+    )  # fmt: skip
+    trainer.fit(system, DigitsDataModule(batch_size=16))
+    assert checkpoint.best_model_path.endswith("epoch=1-step=4.ckpt")
+    saved = load(tmp_path / "student")
+    chosen = copy.deepcopy(system.student)
+    load_student_weights(chosen, checkpoint.best_model_path)
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(saved(x), chosen.eval()(x))
+        assert not torch.equal(saved(x), system.student.eval()(x))  # not the last weights

@@ -1,4 +1,4 @@
-"""Energy per image from operation counts and a cost table (DESIGN.md §6).
+"""Energy per image from operation counts and a cost table (docs/method.md §6).
 
     E = Σ_layers Σ_kinds count[layer][kind] · cost[kind]
 
@@ -18,18 +18,54 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import yaml
-from torch import nn
+from torch import Tensor, nn
 
-from multispike.distill.metrics import SYNAPTIC_LAYERS, fanout
+from multispike.convert import model_device
 
 __all__ = [
+    "SYNAPTIC_LAYERS",
     "CostTable",
     "analog_counts",
     "energy",
+    "fanout",
     "load_costs",
     "spiking_counts",
 ]
+
+
+SYNAPTIC_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+"""Layers whose inputs are synapses: an input event costs one operation per fan-out."""
+
+
+def fanout(layer: nn.Module, input_shape: tuple[int, ...]) -> Tensor:
+    """Number of synapses leaving each input position of a conv/linear layer.
+
+    ``fanout(p) = Σ_o [p ∈ RF(o)]`` over the layer's outputs ``o``: the gradient of
+    ``Σ layer_ones(x)`` w.r.t. ``x``, where ``layer_ones`` is the layer with all weights 1
+    (a transposed convolution of ones), so stride, padding (any mode), dilation and
+    groups are counted exactly.
+
+    Args:
+        layer: ``nn.Conv{1,2,3}d`` or ``nn.Linear``.
+        input_shape: one sample's input shape, e.g. ``(C, H, W)``.
+
+    Returns:
+        A tensor of ``input_shape`` with integer values.
+    """
+    if not isinstance(layer, SYNAPTIC_LAYERS):
+        raise TypeError(f"fanout needs a Conv1d/2d/3d or Linear layer, got {type(layer).__name__}")
+    weight = layer.weight.detach()
+    x = torch.zeros(1, *input_shape, device=weight.device, requires_grad=True)
+    ones = torch.ones_like(weight)
+    with torch.enable_grad():
+        if isinstance(layer, nn.Linear):
+            y = F.linear(x, ones)
+        else:
+            y = layer._conv_forward(x, ones, None)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+    return grad[0].round()
 
 
 @dataclass(frozen=True)
@@ -66,7 +102,7 @@ def load_costs(path: str | Path | None = None) -> CostTable:
         ValueError: unknown section or kind, or a cost that is not a non-negative number.
     """
     default = yaml.safe_load(
-        resources.files("multispike.pipelines").joinpath("energy_costs.yaml").read_text()
+        resources.files("multispike.distill").joinpath("energy_costs.yaml").read_text()
     )
     tables = {"ops": dict(default["ops"]), "memory": dict(default["memory"])}
     source = "multispike default (Horowitz ISSCC 2014, 45 nm; Lemaire et al. 2022)"
@@ -137,7 +173,7 @@ def analog_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, d
     layers = {n: m for n, m in model.named_modules() if isinstance(m, SYNAPTIC_LAYERS)}
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
     try:
-        device = next(model.parameters()).device
+        device = model_device(model)
         with torch.no_grad():
             model(torch.zeros(1, *input_shape, device=device))
     finally:

@@ -1,0 +1,60 @@
+"""What every command starts from: the source ANN, its data normalised like its weights, and
+loaders over the first images of a split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+__all__ = ["ann_and_data", "first_images"]
+
+
+def ann_and_data(
+    model: str,
+    data: L.LightningDataModule,
+    *,
+    checkpoint: str | None = None,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The ANN (:func:`multispike.zoo.load_model`) with classes and channels of ``data``
+    unless given, and ``data`` set to normalise like the ANN's weights were trained
+    (``adopt_model_config``). Returns the ANN and its ``create_model`` kwargs.
+
+    Raises:
+        ValueError: ``num_classes`` / ``in_chans`` contradict the data (both are named).
+    """
+    from multispike.zoo import load_model
+
+    shape = getattr(data, "input_shape", None)
+    data_classes = getattr(data, "num_classes", None)
+    for flag, given, found in (("num_classes", num_classes, data_classes),
+                               ("in_chans", in_chans, shape[0] if shape else None)):  # fmt: skip
+        if given is not None and found is not None and given != found:
+            raise ValueError(
+                f"--{flag} {given} contradicts --data {type(data).__name__}, which has {found}"
+            )
+    kwargs = {"num_classes": num_classes or data_classes, "in_chans": in_chans or (shape or [0])[0]}
+    kwargs = {k: int(v) for k, v in kwargs.items() if v}
+    ann = load_model(model, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
+    if hasattr(data, "adopt_model_config"):
+        data.adopt_model_config(ann)
+    return ann, kwargs
+
+
+def first_images(loader: DataLoader, images: int | None) -> DataLoader:
+    """``loader`` over the first ``images`` samples of its dataset (all of them for ``None``)."""
+    if images is None or images >= len(loader.dataset):
+        return loader
+    if images < 1:
+        raise ValueError(f"the number of evaluation images must be >= 1, got {images}")
+    return DataLoader(
+        Subset(loader.dataset, range(images)),
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+    )
