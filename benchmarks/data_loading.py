@@ -1,22 +1,28 @@
 """How fast the DataModules deliver batches on CPU (single process, no workers).
 
-    python benchmarks/data_loading.py [--train-images 10000] [--threads 2]
+    python benchmarks/data_loading.py [--train-images 10000] [--batch 500] [--threads 2]
 
-Measures, on the shared data folder (``MULTISPIKE_DATA``): loading the CIFAR-10 ``.npz``
-(``setup``), one pass over the 10,000 test images (no augmentation) and over
-``--train-images`` training images with crop + flip augmentation; and N-MNIST sample
-recordings → 3 count frames (all 1,100 recordings).
+Measures, on the local data folder (``MULTISPIKE_DATA``): ``CIFAR10DataModule.setup()``
+(reading the CIFAR-10 ``.npz``), one pass over the 10,000 test images (no augmentation) and
+over ``--train-images`` training images with crop + flip augmentation; and
+``NMNISTDataModule(frames=3)``: N-MNIST sample recordings → 3 count frames (all 1,100
+recordings). Raw results go to ``--json`` (default ``benchmarks/results/data_loading.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from multispike.distill.data import CIFAR10DataModule, NMNISTDataModule
+
+RESULTS = Path(__file__).resolve().parent / "results" / f"{Path(__file__).stem}.json"
 
 
 def timed_pass(loader, limit: int | None = None) -> tuple[int, float]:
@@ -34,6 +40,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=RESULTS, help="raw results (JSON)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -54,6 +61,13 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, items, seconds in rows:
         print(f"| {name} | {items} | {seconds:.2f} | {items / seconds:,.0f} |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": sys.argv, "args": vars(args), "torch": torch.__version__,
+        "rows": [dict(step=n, items=i, seconds=s, items_per_s=i / s) for n, i, s in rows],
+    }  # fmt: skip
+    args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"raw results: {args.json}")
 
 
 if __name__ == "__main__":

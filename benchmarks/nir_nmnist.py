@@ -1,88 +1,137 @@
 """The NIR paper's N-MNIST CNN: ANN → binary multispike SNN → NIR → snnTorch, on real samples.
 
-Reads the shared N-MNIST samples (``nmnist/``: 1000 train, 100 test recordings) as 3 equal
-time bins of event counts ``(3, 2, 34, 34)`` (tonic ``ToFrame``), the NIR paper's input.
-Reports accuracy of
+    python benchmarks/nir_nmnist.py [--percentile 99.9] [--levels 4 --max-spikes 4] [--limit N]
+    python benchmarks/nir_nmnist.py --distill-epochs 10   # binary, then distilled
 
-- the ANN (``ms_nir_nmnist_cnn``, the paper's weights): per frame, and logits summed over
-  the 3 frames (the shared data README's reference numbers);
+Reads the N-MNIST samples of the local data folder (``MULTISPIKE_DATA``: ``nmnist/``, 1,000
+train and 100 test recordings) with ``NMNISTDataModule(frames=3)``: 3 equal time bins of
+event counts ``(3, 2, 34, 34)``, the NIR paper's input; 100 training recordings are held out
+as the validation split, so the rows are test (100), val (100) and train (900), 1,100
+recordings in all. Reports top-1 of
+
+- the ANN (``load_model("ms_nir_nmnist_cnn", pretrained=True)``, the paper's weights): per
+  frame, and of its logits averaged over the 3 frames (``teacher_logits``);
 - the converted SNN (binary IF, ``N = 1``, one frame per step, ``T = 3``) in multispike,
-  thresholds calibrated on the training frames, and with ``--distill-epochs E`` then
-  fine-tuned by step-wise distillation from the ANN (3 frames) on the training recordings;
+  thresholds calibrated on training frames (``calibration_dataloader``), after ``T`` steps
+  (``StepAccuracy``); with ``--distill-epochs E`` the calibrated QANN is saved
+  (``multispike.pipelines.save``) and fine-tuned by step-wise distillation from the ANN (3
+  frames) through ``multispike distill`` (its LightningCLI, with the config written to
+  ``<distill dir>/distill.yaml``), and the student it chose on the validation split is
+  loaded back (``multispike.pipelines.load``; the val split then chose it and the train
+  split trained it);
 - the same SNN exported to NIR and run in snnTorch (:func:`to_snntorch`), with the number
   of samples whose outputs are bit-identical to multispike's at every step.
 
-    python benchmarks/nir_nmnist.py [--percentile 99.9] [--levels 4 --max-spikes 4] [--limit N]
-    python benchmarks/nir_nmnist.py --distill-epochs 10   # binary, then distilled
+Raw results go to ``--json`` (default ``benchmarks/results/nir_nmnist.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
-import numpy as np
-import timm
 import torch
-from tonic.io import read_mnist_file
-from tonic.transforms import ToFrame
-from tqdm.auto import tqdm
+import yaml
+from torchmetrics.classification import MulticlassAccuracy
 
-import multispike.zoo  # noqa: F401  (registers ms_nir_nmnist_cnn)
 from multispike.convert import SpikingNetwork, calibrate, to_snn
-from multispike.distill.data.nmnist import NMNISTDataModule
-from multispike.distill.module import StepwiseDistillation
-from multispike.distill.students import Stage
+from multispike.distill.data import NMNISTDataModule
+from multispike.distill.frames import student_input, teacher_logits
+from multispike.distill.metrics import StepAccuracy
+from multispike.pipelines import load, save
+from multispike.pipelines.commands.distill import main as distill_main
 from multispike.pipelines.export import export_nir, reset_snntorch, to_snntorch
-from multispike.zoo.paths import shared_data_dir
+from multispike.pipelines.sources import first_images
+from multispike.zoo import load_model
 
-_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
-_FRAMES = ToFrame(sensor_size=(34, 34, 2), n_time_bins=3)
-
-
-def read_split(folder: Path, listing: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, 3, 2, 34, 34)`` event-count frames and labels of one sample list."""
-    lines = [ln.split() for ln in (folder / listing).read_text().splitlines()[1:] if ln.strip()]
-    lines = lines[:limit] if limit else lines
-    frames, labels = [], []
-    for sample, label in tqdm(lines, desc=f"reading {listing}"):
-        events = read_mnist_file(str(folder / f"{sample}.bs2"), dtype=_DTYPE)
-        frames.append(torch.from_numpy(_FRAMES(events).astype(np.float32)))
-        labels.append(int(label))
-    return torch.stack(frames), torch.tensor(labels)
-
-
-def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    return 100.0 * (scores.argmax(-1) == labels).float().mean().item()
+MODEL = "ms_nir_nmnist_cnn"
+FRAMES = 3
+DISTILL_BATCH = 32
+COLUMNS = ("split", "ANN per frame", "ANN 3 frames", "SNN multispike", "SNN snnTorch (NIR)",
+           "identical")  # fmt: skip
+RESULTS = Path(__file__).resolve().parent / "results" / f"{Path(__file__).stem}.json"
 
 
 @torch.no_grad()
 def snntorch_outputs(reader: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:
     """(T, B, classes) outputs of the snnTorch reader, one unbatched sample at a time."""
     outputs = []
-    for sample in tqdm(frames, desc="snnTorch"):
+    for sample in frames:
         reset_snntorch(reader)
         outputs.append(torch.stack([reader(frame)[0] for frame in sample]))
     return torch.stack(outputs, dim=1)
 
 
-def distill(ann: torch.nn.Module, snn: SpikingNetwork, max_spikes: int, epochs: int, lr: float
-            ) -> SpikingNetwork:  # fmt: skip
-    """Step-wise distillation of ``snn`` (3 frames, one per step) from the ANN on 3 frames."""
-    data = NMNISTDataModule(frames=3, batch_size=32, augment=True)
-    stage = Stage("snn", timesteps=snn.timesteps, max_spikes=max_spikes)
-    system = StepwiseDistillation(ann, student=snn, stages=[stage], student_frames=3, lr=lr)
-    trainer = L.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, limit_val_batches=0,
-        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+def distill(qann: torch.nn.Module, args: argparse.Namespace, folder: Path) -> SpikingNetwork:
+    """Fine-tune ``qann``'s SNN (``T = 3``, one frame per step) with ``multispike distill``."""
+    save(qann, folder / "calibrated", model_name=MODEL)
+    trainer = {
+        "max_epochs": args.distill_epochs, "accelerator": "cpu", "devices": 1,
+        "enable_model_summary": False,
+        "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                   "init_args": {"save_dir": str(folder), "name": "logs"}},
+    }  # fmt: skip
+    if args.limit:  # about --limit recordings per epoch and per validation
+        batches = -(-args.limit // DISTILL_BATCH)
+        trainer |= {"limit_train_batches": batches, "limit_val_batches": batches}
+    config = {
+        "trainer": trainer,
+        "model": {
+            "teacher": {"class_path": "multispike.zoo.load_model",
+                        "init_args": {"model_name": MODEL, "pretrained": True}},
+            "student": {"class_path": "multispike.pipelines.load",
+                        "init_args": {"directory": str(folder / "calibrated"), "kind": "qann"}},
+            "student_frames": FRAMES,
+            "stages": [{"student": "snn", "timesteps": FRAMES, "max_spikes": args.max_spikes}],
+            "lr": args.lr,
+        },
+        "data": {"class_path": "multispike.distill.data.NMNISTDataModule",
+                 "init_args": {"frames": FRAMES, "batch_size": DISTILL_BATCH, "augment": True}},
+        "checkpoint": {"dirpath": str(folder / "checkpoints")},
+        "save_student": {"dirpath": str(folder / "student")},
+    }  # fmt: skip
+    (folder / "distill.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     start = time.perf_counter()
-    trainer.fit(system, datamodule=data)
-    print(f"distilled {epochs} epochs in {time.perf_counter() - start:.0f} s")
-    return system.student.eval()
+    code = distill_main(["--config", str(folder / "distill.yaml")])
+    if code:
+        raise SystemExit(f"multispike distill failed (exit {code}): {folder / 'distill.yaml'}")
+    print(f"distilled {args.distill_epochs} epochs in {time.perf_counter() - start:.0f} s")
+    return load(folder / "student")
+
+
+@torch.no_grad()
+def evaluate_split(ann, snn, reader, scale, loader, classes: int, reader_limit: int | None) -> dict:
+    """Top-1 (%) of the ANN, the SNN and its snnTorch reading, and bit-identical samples."""
+    ann_frame = MulticlassAccuracy(num_classes=classes, average="micro")
+    ann_mean = MulticlassAccuracy(num_classes=classes, average="micro")
+    ms_top1, nir_top1 = StepAccuracy(FRAMES), StepAccuracy(FRAMES)
+    read = same = 0
+    for x, y in loader:  # x: (B, F, 2, 34, 34)
+        ann_frame.update(ann(x.flatten(0, 1)), y.repeat_interleave(FRAMES))
+        ann_mean.update(teacher_logits(ann, x), y)
+        ms = snn(student_input(x, FRAMES, FRAMES))  # (T, B, classes), one frame per step
+        ms_top1.update(ms, y)
+        k = len(y) if reader_limit is None else min(len(y), reader_limit - read)
+        if k > 0:
+            other = snntorch_outputs(reader, x[:k]) * scale
+            nir_top1.update(other, y[:k])
+            same += sum(torch.equal(ms[:, b], other[:, b]) for b in range(k))
+            read += k
+    at_t = [100 * float(v) for v in ms_top1.compute().reshape(-1)]
+    return {
+        "recordings": int(ms_top1.total),
+        "ann_per_frame": 100 * float(ann_frame.compute()),
+        "ann_frames_mean": 100 * float(ann_mean.compute()),
+        "snn": at_t[-1],
+        "snn_at_t": at_t,
+        "snntorch": 100 * float(nir_top1.compute().reshape(-1)[-1]) if read else None,
+        "snntorch_recordings": read,
+        "identical": same,
+    }
 
 
 def main() -> None:
@@ -91,52 +140,68 @@ def main() -> None:
     parser.add_argument("--method", default="percentile", choices=("percentile", "mse"))
     parser.add_argument("--percentile", type=float, default=95.0)
     parser.add_argument("--max-spikes", type=int, default=1, help="N (1 = binary IF)")
-    parser.add_argument("--limit", type=int, default=None, help="samples per split")
+    parser.add_argument(
+        "--calib-recordings", type=int, default=900, help="training recordings λ is fitted on"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="recordings per split")
     parser.add_argument("--reader-limit", type=int, default=None, help="samples run in snnTorch")
     parser.add_argument("--distill-epochs", type=int, default=0, help="fine-tune the SNN first")
     parser.add_argument("--lr", type=float, default=5e-4, help="distillation learning rate")
+    parser.add_argument(
+        "--distill-dir", type=Path, help="keep the distillation run here (default: not kept)"
+    )
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=RESULTS, help="raw results (JSON)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    root = shared_data_dir()
-    if root is None:
-        raise SystemExit("shared data folder not found: set MULTISPIKE_DATA")
-    folder = root / "nmnist"
-    train_x, train_y = read_split(folder, "train1K.txt", args.limit)
-    test_x, test_y = read_split(folder, "test100.txt", args.limit)
+    torch.set_num_threads(args.threads)
 
-    ann = timm.create_model("ms_nir_nmnist_cnn", pretrained=True).eval()
-    qann = calibrate(ann, [train_x.flatten(0, 1)], levels=args.levels, method=args.method,
+    ann = load_model(MODEL, pretrained=True)
+    data = NMNISTDataModule(frames=FRAMES, batch_size=args.batch)
+    data.adopt_model_config(ann)
+    data.setup()
+    calib = data.calibration_dataloader(args.calib_recordings)
+    qann = calibrate(ann, calib, levels=args.levels, method=args.method,
                      percentile=args.percentile, progress=False)  # fmt: skip
-    snn = to_snn(qann, max_spikes=args.max_spikes, timesteps=3)
-    if args.distill_epochs:
-        L.seed_everything(0, verbose=False)
-        snn = distill(ann, snn, args.max_spikes, args.distill_epochs, args.lr)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "nmnist_cnn.nir"
-        graph = export_nir(snn, path, output="spikes")
-        reader = to_snntorch(path)
+        if args.distill_epochs:
+            folder = args.distill_dir or Path(tmp) / "distill"
+            folder.mkdir(parents=True, exist_ok=True)
+            snn = distill(qann, args, folder)
+        else:
+            snn = to_snn(qann, max_spikes=args.max_spikes, timesteps=FRAMES)
+        graph = export_nir(snn, Path(tmp) / "nmnist_cnn.nir", output="spikes")
+        reader = to_snntorch(Path(tmp) / "nmnist_cnn.nir")
+    snn.eval()
     scale = torch.as_tensor(graph.nodes["output"].metadata.get("scale", 1.0))
 
-    print(f"calibration: L={args.levels} {args.method} (p={args.percentile}), N={args.max_spikes}, "
-          f"distilled {args.distill_epochs} epochs")  # fmt: skip
     print(
-        "| split | ANN per frame | ANN summed | SNN multispike | SNN snnTorch (NIR) | identical |"
+        f"calibration: L={args.levels} {args.method} (p={args.percentile}) on "
+        f"{len(calib.dataset)} recordings, N={args.max_spikes}, distilled "
+        f"{args.distill_epochs} epochs"
     )
-    print("|---|---|---|---|---|---|")
-    for split, x, y in (("test", test_x, test_y), ("train", train_x, train_y)):
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    rows = {}
+    loaders = {"test": data.test_dataloader(), "val": data.val_dataloader(),
+               "train": data.train_dataloader()}  # fmt: skip
+    for split, loader in loaders.items():
         start = time.perf_counter()
-        with torch.no_grad():
-            logits = ann(x.flatten(0, 1)).view(x.shape[0], 3, -1)
-            ms = snn(x.transpose(0, 1))  # (T, B, classes)
-        k = min(args.reader_limit or len(y), len(y))
-        other = snntorch_outputs(reader, x[:k]) * scale
-        same = sum(torch.equal(ms[:, b], other[:, b]) for b in range(k))
-        per_frame = accuracy(logits, y[:, None].expand(-1, 3))
+        loader = first_images(loader, args.limit)
+        r = evaluate_split(ann, snn, reader, scale, loader, data.num_classes, args.reader_limit)
+        rows[split] = r
+        r["seconds"] = time.perf_counter() - start
+        nir = f"{r['snntorch']:.1f}" if r["snntorch"] is not None else "-"
         print(
-            f"| {split} ({len(y)}) | {per_frame:.1f} | {accuracy(logits.sum(1), y):.1f} | "
-            f"{accuracy(ms.sum(0), y):.1f} | {accuracy(other.sum(0), y[:k]):.1f} ({k}) | "
-            f"{same}/{k} | ({time.perf_counter() - start:.0f} s)"
+            f"| {split} ({r['recordings']}) | {r['ann_per_frame']:.1f} | "
+            f"{r['ann_frames_mean']:.1f} | {r['snn']:.1f} | {nir} ({r['snntorch_recordings']}) | "
+            f"{r['identical']}/{r['snntorch_recordings']} | ({r['seconds']:.0f} s)"
         )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"command": sys.argv, "args": vars(args), "torch": torch.__version__,
+              "calibration_recordings": len(calib.dataset), "splits": rows}  # fmt: skip
+    args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"raw results: {args.json}")
 
 
 if __name__ == "__main__":

@@ -5,14 +5,18 @@ For a machine that receives files under a size cap (a lent GPU machine takes 64 
 images (about 54 % of the raw bytes, 49 MB for 30,000 images), the labels and other small
 arrays, and the SHA-256 of every array. ``unpack`` decodes one part at a time into a work
 folder (so the parts can arrive in separate transfers); given the last part, it rebuilds the
-npz, checks every array against those hashes and writes ``--output``/cifar10/cifar10-full.npz::
+npz, checks every array against those hashes and writes ``--output``/cifar10/cifar10-full.npz,
+the file ``CIFAR10DataModule`` reads from a data folder::
 
     python benchmarks/pack_cifar10.py pack --output .gpu --parts 2
     # on the other machine, each part as it arrives (earlier parts kept in --work):
     python benchmarks/pack_cifar10.py unpack .gpu/part1 --work /tmp/pack
     python benchmarks/pack_cifar10.py unpack .gpu/part2 --work /tmp/pack --output /tmp/msdata
 
-Then ``MULTISPIKE_DATA=/tmp/msdata`` (with ``weights/`` copied beside ``cifar10/``).
+Then ``MULTISPIKE_DATA=/tmp/msdata`` (with ``weights/`` copied beside ``cifar10/``). ``pack``
+reads ``--source``, by default the npz ``CIFAR10DataModule`` reads (``cifar10/cifar10-full.npz``
+of the local data folder, ``MULTISPIKE_DATA``). The npz arrays are read here as they are: this
+script moves the file, it does not load CIFAR-10 for a model.
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from multispike.zoo.paths import shared_data_dir
-
+DATA_FILE = "cifar10/cifar10-full.npz"  # CIFAR10DataModule's file inside a data folder
 TILE = 100  # images per WebP strip (32 x 3200 pixels)
 IMAGE_KEYS = ("train_x", "test_x")
 _ARRAYS: dict[str, np.ndarray] = {}
@@ -98,9 +101,9 @@ def unpack(part: Path, work: Path, output: Path | None) -> None:
             f"part, in order, into the same --work folder ({work}), holding nothing else"
         )
     if output is not None:
-        (output / "cifar10").mkdir(parents=True, exist_ok=True)
-        np.savez(output / "cifar10" / "cifar10-full.npz", **arrays)
-        print(f"{output / 'cifar10' / 'cifar10-full.npz'}: every array matches its SHA-256")
+        (output / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(output / DATA_FILE, **arrays)
+        print(f"{output / DATA_FILE}: every array matches its SHA-256")
 
 
 def main() -> None:
@@ -109,7 +112,7 @@ def main() -> None:
     packing = commands.add_parser("pack")
     packing.add_argument(
         "--source", type=Path, default=None,
-        help="the npz (default: cifar10/cifar10-full.npz in the shared data)",
+        help=f"the npz (default: {DATA_FILE} of the local data folder, MULTISPIKE_DATA)",
     )  # fmt: skip
     packing.add_argument("--output", type=Path, required=True)
     packing.add_argument("--parts", type=int, default=2)
@@ -122,11 +125,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "pack":
         source = args.source
-        if source is None:
-            root = shared_data_dir()
-            if root is None:
-                parser.error("no shared data folder: pass --source or set MULTISPIKE_DATA")
-            source = root / "cifar10" / "cifar10-full.npz"
+        if source is None:  # where CIFAR10DataModule(path=None) looks
+            from multispike.distill.data.paths import local_data
+
+            source = local_data(DATA_FILE)
+            if source is None or not source.is_file():
+                parser.error(f"no {DATA_FILE} in a local data folder: pass --source or set "
+                             "MULTISPIKE_DATA")  # fmt: skip
         pack(source, args.output, args.parts, args.processes)
     else:
         unpack(args.part, args.work, args.output)
