@@ -11,7 +11,10 @@ is the mean of the first ``t`` outputs (:func:`cumulative_mean`).
 from __future__ import annotations
 
 import copy
+import warnings
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
@@ -44,7 +47,10 @@ class SpikingNetwork(nn.Module):
 
     Forward:
         ``x`` of shape ``(B, *input_shape)`` (presented at every step) or
-        ``(T, B, *input_shape)`` (one frame per step) → outputs ``(T, B, classes)``.
+        ``(T, B, *input_shape)`` (one frame per step; ``T`` must be the network's
+        ``timesteps`` unless ``timesteps=T`` is passed) → outputs ``(T, B, classes)``. A numpy
+        array is converted. Outside training, non-finite inputs (``inf``, ``nan``) raise, or warn
+        when :attr:`nonfinite` is ``"warn"`` (``"ignore"`` skips the check).
     """
 
     def __init__(self, net: fx.GraphModule, timesteps: int = 1, input_shape=()) -> None:
@@ -54,8 +60,28 @@ class SpikingNetwork(nn.Module):
         self.net = net
         self.timesteps = int(timesteps)
         self.input_shape = tuple(int(d) for d in input_shape)
+        self.nonfinite: Literal["raise", "warn", "ignore"] = "raise"
+
+    def _checked(self, x: Any) -> Tensor:
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(torch.get_default_dtype())
+        if not isinstance(x, Tensor):
+            raise TypeError(f"SNN input must be a torch.Tensor or numpy array, got {type(x)}")
+        checking = not (self.training or torch.compiler.is_compiling())  # no sync in training
+        if self.nonfinite != "ignore" and checking:
+            bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
+            if bad:
+                message = (
+                    f"SNN input holds {bad} non-finite value(s) (inf/nan) of {x.numel()}; "
+                    "fix the data, or set snn.nonfinite = 'warn' to run anyway"
+                )
+                if self.nonfinite == "raise":
+                    raise ValueError(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return x
 
     def forward(self, x: Tensor, timesteps: int | None = None) -> Tensor:
+        x = self._checked(x)
         ndim = len(self.input_shape) + 1
         if x.dim() == ndim:
             steps = self.timesteps if timesteps is None else int(timesteps)
@@ -63,8 +89,12 @@ class SpikingNetwork(nn.Module):
             x = x.unsqueeze(0).expand(steps, *x.shape).reshape(steps * batch, *x.shape[1:])
         elif x.dim() == ndim + 1:
             steps, batch = x.shape[:2]
-            if timesteps is not None and timesteps != steps:
-                raise ValueError(f"input has {steps} frames but timesteps={timesteps}")
+            expected = self.timesteps if timesteps is None else timesteps
+            if steps != expected:
+                raise ValueError(
+                    f"input has {steps} frames but the network runs {expected} steps: pass "
+                    f"timesteps={steps} to run one frame per step, or re-bin the frames"
+                )
             x = x.reshape(steps * batch, *x.shape[2:])
         else:
             raise ValueError(

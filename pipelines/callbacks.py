@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import serialize
+from .checkpoint_io import verify_checkpoint
 
 __all__ = ["SaveStudent", "SaveWeights", "chosen_state"]
 
@@ -46,7 +47,7 @@ def chosen_state(trainer: L.Trainer) -> tuple[dict[str, torch.Tensor] | None, st
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
     if not best or not Path(best).is_file():
         return None, "the last weights"
-    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    checkpoint = verify_checkpoint(best, load=True)
     score = float(callback.best_model_score)
     return checkpoint["state_dict"], f"{best} ({callback.monitor} = {score:.4f})"
 

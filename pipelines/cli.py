@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +32,8 @@ __all__ = [
     "user_error",
     "user_error_types",
 ]
+
+DEBUG_VAR = "MULTISPIKE_DEBUG"
 
 COMMANDS = {
     "train": "train an ANN from scratch with cross-entropy (LightningCLI)",
@@ -47,12 +51,19 @@ def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: multispike <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-    lines += ["", "multispike <command> --help shows a command's options."]
+    lines += [
+        "",
+        "multispike <command> --help shows a command's options; multispike --debug",
+        "<command> ... shows the traceback behind an error.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--debug":  # tracebacks for user errors too
+        os.environ[DEBUG_VAR] = "1"
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -83,7 +94,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def user_error(prog: str, err: BaseException) -> int:
-    """Print ``prog: error: <message>`` on stderr; the exit code of a user error (2)."""
+    """Print ``prog: error: <message>`` on stderr (after the traceback with ``--debug``);
+    the exit code of a user error (2)."""
+    if os.environ.get(DEBUG_VAR) == "1":
+        traceback.print_exception(err)
     print(f"{prog}: error: {err}", file=sys.stderr)
     return 2
 

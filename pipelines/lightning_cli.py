@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,6 +22,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
+from multispike.zoo import CheckpointError
+
+from .checkpoint_io import verify_checkpoint
 
 __all__ = ["MultispikeCLI", "default_loggers", "fit_summary", "lightning_config", "run_cli"]
 
@@ -53,9 +55,13 @@ class MultispikeCLI(LightningCLI):
         )  # fmt: skip
 
     def before_instantiate_classes(self) -> None:
+        """Check ``--ckpt_path`` (exists, intact, safe to unpickle) before building anything."""
         path = self.config.get("ckpt_path")
-        if path and not Path(path).is_file():
-            raise FileNotFoundError(f"--ckpt_path {path} does not exist")
+        if path:
+            try:
+                verify_checkpoint(path, load=True)
+            except (FileNotFoundError, CheckpointError) as err:
+                raise type(err)(f"--ckpt_path: {err}") from None
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -98,7 +104,12 @@ def _cli(
             args=argv,
             seed_everything_default=0,
             auto_configure_optimizers=False,
-            trainer_defaults={"logger": default_loggers(name=log_name)},
+            trainer_defaults={
+                "logger": default_loggers(name=log_name),
+                "plugins": [
+                    {"class_path": "multispike.pipelines.checkpoint_io.HashedCheckpointIO"}
+                ],
+            },
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": prog, "default_env": False, "allow_abbrev": False},
         )
@@ -149,10 +160,18 @@ def run_cli(
         return int(done.code or 0)
     except user_error_types() as err:
         return user_error(prog, err)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-    print(fit_summary(cli.trainer))
-    if cli.config.test:
-        cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=_chosen(cli.trainer))
+    try:
+        cli.trainer.fit(
+            cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path, weights_only=True
+        )
+        print(fit_summary(cli.trainer))
+        if cli.config.test:
+            best = _chosen(cli.trainer)
+            cli.trainer.test(
+                cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True
+            )
+    except user_error_types() as err:
+        return user_error(prog, err)
     return 0
 
 

@@ -16,7 +16,6 @@ rebuilt model computes exactly (``torch.equal``) what the saved one did.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import warnings
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, fx, nn
 
 from multispike.convert import SpikingNetwork, build_qann, neurons, qann_of, quantizers, to_snn
+
+from .folder_schema import ModelFileError, validate_config
 
 __all__ = [
     "CONFIG_FILE",
@@ -55,10 +56,6 @@ Transform = Callable[[fx.GraphModule, dict[str, Any]], fx.GraphModule]
 TRANSFORMS: dict[str, Transform] = {}
 
 
-class ModelFileError(ValueError):
-    """A model directory is corrupt, incomplete or does not match what it claims to hold."""
-
-
 def register_transform(name: str) -> Callable[[Transform], Transform]:
     """Register ``fn(qann, spec) -> qann`` to replay a recorded graph transform on load.
 
@@ -76,10 +73,14 @@ def register_transform(name: str) -> Callable[[Transform], Transform]:
 
 @register_transform("residual")
 def _replay_residual(qann: fx.GraphModule, spec: dict[str, Any]) -> fx.GraphModule:
-    from multispike.convert.residual import rewire_residual
+    from multispike.convert.residual import JOIN_MODES, rewire_residual
 
-    options = {k: v for k, v in spec.items() if k != "name"}
-    return rewire_residual(qann, **options)
+    if set(spec) != {"name", "mode"} or spec["mode"] not in JOIN_MODES:
+        raise ModelFileError(
+            f"transform {spec}: a residual transform is {{name: residual, mode: one of "
+            f"{list(JOIN_MODES)}}}"
+        )
+    return rewire_residual(qann, spec["mode"])
 
 
 def replay_transforms(qann: fx.GraphModule, specs: list[dict[str, Any]]) -> fx.GraphModule:
@@ -142,7 +143,6 @@ def save(
         "architecture": {
             "model_name": model_name,
             "model_kwargs": kwargs,
-            "module": timm.models.model_entrypoint(model_name).__module__,
             "source_class": meta.get("source_class"),
         },
         "levels": meta["levels"],
@@ -229,7 +229,7 @@ def load(
     _check_versions(config, config_path)
 
     arch = config["architecture"]
-    ann = _create(arch, config_path)
+    ann = _create(arch)
     qann = build_qann(
         ann, config["levels"], per_channel=config["per_channel"], input_shape=config["input_shape"]
     )
@@ -247,12 +247,6 @@ def load(
     elif kind not in (None, "qann", "snn"):
         raise ValueError(f"kind must be 'qann', 'snn' or None, got {kind!r}")
     return model.to(device).eval()
-
-
-_REQUIRED = (
-    "format_version", "kind", "architecture", "levels", "per_channel", "input_shape",
-    "max_spikes", "timesteps", "transforms", "layers", "weights", "versions",
-)  # fmt: skip
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -274,11 +268,7 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"{path} has format_version {version!r}, this multispike reads {FORMAT_VERSION}: "
             + ("upgrade multispike to load it" if newer else "re-export it with save()")
         )
-    missing = [key for key in _REQUIRED if key not in config]
-    if missing:
-        raise ModelFileError(f"{path} lacks {', '.join(missing)}: the file is corrupt")
-    if config["kind"] not in ("snn", "qann"):
-        raise ModelFileError(f"{path}: kind must be 'snn' or 'qann', got {config['kind']!r}")
+    validate_config(config, path)
     return config
 
 
@@ -321,23 +311,9 @@ def _check_versions(config: dict[str, Any], path: Path) -> None:
             )
 
 
-def _create(arch: dict[str, Any], path: Path) -> nn.Module:
-    name = arch["model_name"]
-    module = arch.get("module")
-    if not timm.is_model(name) and module:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ModelFileError(
-                f"{path}: model {name!r} is registered by module {module!r}, which cannot be "
-                f"imported ({err})"
-            ) from err
-    if not timm.is_model(name):
-        raise ModelFileError(
-            f"{path}: {name!r} is not a registered timm model; import the module that "
-            "registers it before load()"
-        )
-    return timm.create_model(name, pretrained=False, **arch.get("model_kwargs", {}))
+def _create(arch: dict[str, Any]) -> nn.Module:
+    """The architecture, by registry name only (validated): a config never imports code."""
+    return timm.create_model(arch["model_name"], pretrained=False, **arch.get("model_kwargs", {}))
 
 
 def _apply_layers(model: nn.Module, layers: dict[str, dict[str, Any]], path: Path) -> None:

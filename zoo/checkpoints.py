@@ -54,13 +54,23 @@ def read_checkpoint(path: str | Path) -> Any:
             "pretrained_cfg_overlay=dict(file=...)"
         )
     if path.suffix == ".safetensors":
-        return load_safetensors(str(path), device="cpu")
+        try:
+            return load_safetensors(str(path), device="cpu")
+        except Exception as err:  # safetensors raises its own error types for bad headers
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file ({type(err).__name__}: {err})"
+            ) from err
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: not loadable with torch.load(weights_only=True) ({err}). Re-save only the "
             "weights, e.g. torch.save(model.state_dict(), path), or as .safetensors."
+        ) from err
+    except Exception as err:  # a text file, a truncated archive, ...: any reader error
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {err}); give a file "
+            "written by torch.save or a .safetensors file"
         ) from err
 
 

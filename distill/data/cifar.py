@@ -6,6 +6,7 @@ holds CIFAR-10 in official order; torchvision's classes cannot read it, so it is
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,19 +30,31 @@ def load_npz_split(
     Images come from ``{split}_x``; labels from the first of ``{split}_{key}`` present (only the
     first N labels are kept, so a file holding all labels but a subset of images works).
     """
-    with np.load(path) as arrays:
-        names = [f"{split}_{key}" for key in label_keys]
-        label_name = next((n for n in names if n in arrays.files), None)
-        if f"{split}_x" not in arrays.files or label_name is None:
-            raise DataNotFoundError(
-                f"{path} lacks '{split}_x' or one of {names} (it holds {sorted(arrays.files)}); "
-                f"expected uint8 NHWC images '{split}_x' and integer labels"
-            )
-        images = arrays[f"{split}_x"]
-        labels = arrays[label_name][: len(images)]
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            names = [f"{split}_{key}" for key in label_keys]
+            label_name = next((n for n in names if n in arrays.files), None)
+            if f"{split}_x" not in arrays.files or label_name is None:
+                raise DataNotFoundError(
+                    f"{path} lacks '{split}_x' or one of {names} (it holds "
+                    f"{sorted(arrays.files)}); expected uint8 NHWC images '{split}_x' and "
+                    "integer labels"
+                )
+            images = arrays[f"{split}_x"]
+            labels = arrays[label_name][: len(images)]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataNotFoundError(
+            f"{path}: not a readable .npz archive ({type(err).__name__}: {err}); is the file "
+            "truncated? Copy it again, or pass a torchvision root instead"
+        ) from err
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DataNotFoundError(
             f"{path}: '{split}_x' has shape {images.shape}, expected (N, H, W, C)"
+        )
+    if len(labels) != len(images) or labels.ndim != 1:
+        raise DataNotFoundError(
+            f"{path}: {len(images)} images in '{split}_x' but {len(labels)} labels in "
+            f"'{label_name}'; every image needs one integer label"
         )
     images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     return images, torch.as_tensor(labels.astype(np.int64))

@@ -142,8 +142,11 @@ def test_sequence_input_and_per_call_timesteps():
         assert snn(x, timesteps=5).shape == (5, 2, 5)
     with pytest.raises(ValueError, match="expected input"):
         snn(torch.randn(3, 16, 16))
-    with pytest.raises(ValueError, match="frames but timesteps"):
+    with pytest.raises(ValueError, match="4 frames but the network runs 2 steps"):
         snn(torch.randn(4, 2, 3, 16, 16), timesteps=2)
+    with pytest.raises(ValueError, match="4 frames but the network runs 3 steps"):
+        snn(torch.randn(4, 2, 3, 16, 16))  # frames other than T: only when asked for
+    assert snn(torch.randn(4, 2, 3, 16, 16), timesteps=4).shape == (4, 2, 5)
 
 
 def test_mse_calibration_and_structure_only_build():

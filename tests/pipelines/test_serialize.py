@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from importlib import metadata
@@ -134,12 +135,17 @@ def test_corrupt_weights_are_refused(saved):
         load(saved)
 
 
-def test_truncated_weights_without_checksum_are_refused(saved):
+def _rehash(saved) -> None:
+    """Record the weights file's current SHA-256, so the checks behind the hash are reached."""
     config = json.loads((saved / CONFIG_FILE).read_text())
-    config["weights"]["sha256"] = None
+    config["weights"]["sha256"] = hashlib.sha256((saved / WEIGHTS_FILE).read_bytes()).hexdigest()
     (saved / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def test_truncated_weights_with_a_matching_checksum_are_refused(saved):
     path = saved / WEIGHTS_FILE
     path.write_bytes(path.read_bytes()[:100])
+    _rehash(saved)
     with pytest.raises(ModelFileError, match=f"{WEIGHTS_FILE} is not a readable safetensors"):
         load(saved)
 
@@ -149,9 +155,7 @@ def test_weights_of_another_architecture_are_refused(saved, tmp_path, images):
     other_dir = save(to_snn(other, timesteps=2), tmp_path / "other", model_name=NAME,
                      model_kwargs={"num_classes": 3})  # fmt: skip
     (saved / WEIGHTS_FILE).write_bytes((other_dir / WEIGHTS_FILE).read_bytes())
-    config = json.loads((saved / CONFIG_FILE).read_text())
-    config["weights"]["sha256"] = None
-    (saved / CONFIG_FILE).write_text(json.dumps(config))
+    _rehash(saved)
     with pytest.raises(ModelFileError, match=r"shape mismatch.*fc\.weight"):
         load(saved)
 
