@@ -1,5 +1,19 @@
-"""Recipes, CLI, evaluation and export built on multispike.convert and multispike.distill."""
+"""Recipes, CLI, evaluation and export built on multispike.convert and multispike.distill.
 
-from .serialize import load, save
+``load`` and ``save`` (model folders) are imported on first use, so that the command line's
+``--help`` does not wait for torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["load", "save"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import serialize
+
+        return getattr(serialize, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
