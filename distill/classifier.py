@@ -29,6 +29,8 @@ class Classifier(L.LightningModule):
         lr: peak learning rate.
         weight_decay: weight decay.
         label_smoothing: cross-entropy label smoothing.
+        torch_compile: run the training steps' forward through ``torch.compile`` (validation
+            and test stay eager; the saved weights are the same tensors).
     """
 
     def __init__(
@@ -37,11 +39,14 @@ class Classifier(L.LightningModule):
         lr: float = 0.05,
         weight_decay: float = 5e-4,
         label_smoothing: float = 0.0,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.top1 = nn.ModuleDict()  # per split ("fit", "val", "test"), built in setup
+        # a tuple, so that the compiled wrapper is not a second registered submodule
+        self._compiled: tuple[nn.Module] | None = None
 
     @property
     def ann(self) -> nn.Module:
@@ -62,7 +67,10 @@ class Classifier(L.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        logits = self(batch_inputs(batch))
+        if self.hparams.torch_compile and self._compiled is None:
+            self._compiled = (torch.compile(self.model),)
+        model = self._compiled[0] if self._compiled else self.model
+        logits = model(batch_inputs(batch))
         loss = F.cross_entropy(logits, batch[1], label_smoothing=self.hparams.label_smoothing)
         self.top1["fit"](logits.detach(), batch[1])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)

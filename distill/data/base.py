@@ -9,6 +9,7 @@ training (``default_augmentation``) and which resizing it applies at evaluation
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -108,6 +109,12 @@ class ClassificationDataModule(L.LightningDataModule):
         val_size: Training images held out for validation: a count, or a fraction in
             ``[0, 1)`` of the training split; ``0`` disables validation.
         seed: Seed of the hold-out split and of the calibration subset.
+        augment_on_device: Training batches leave the loader as raw images and are augmented
+            (:meth:`batch_augmentation`), scaled and normalised on the training device, after
+            the transfer: no per-image Python work (for fast accelerators). Other splits are
+            unchanged.
+        channels_last: Hand training batches over in channels-last memory format (convolutions
+            then run NHWC kernels on GPUs).
     """
 
     num_classes: int
@@ -127,6 +134,8 @@ class ClassificationDataModule(L.LightningDataModule):
         augmentation: Sequence[Callable] | None = None,
         val_size: int | float = 0.1,
         seed: int = 0,
+        augment_on_device: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])  # every subclass's arguments too
@@ -142,6 +151,7 @@ class ClassificationDataModule(L.LightningDataModule):
             raise ValueError(f"std must be positive, got {self._std}")
         self.augmentation = list(augmentation) if augmentation is not None else None
         self.val_size, self.seed = val_size, seed
+        self.augment_on_device, self.channels_last = augment_on_device, channels_last
         self._model_config: dict = {}
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
@@ -159,6 +169,14 @@ class ClassificationDataModule(L.LightningDataModule):
     def eval_geometry(self) -> list[Callable]:
         """Resizing/cropping applied outside training (none by default)."""
         return []
+
+    def batch_augmentation(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The training augmentation of a batch ``(B, C, H, W)`` in [0, 1], on its device
+        (for ``augment_on_device``); a dataset that supports it overrides this."""
+        raise DataSpecError(
+            f"augment_on_device: {type(self).__name__} has no batched augmentation; leave "
+            "augment_on_device false"
+        )
 
     # -- normalisation and transforms ---------------------------------------------------------
     def adopt_model_config(self, model: nn.Module) -> dict:
@@ -244,9 +262,35 @@ class ClassificationDataModule(L.LightningDataModule):
     def _build(self, split: str) -> Dataset:
         if split == "test":
             return self._source("test", self.transform(False))
-        full = self._source("train", self.transform(self.augment and split == "train"))
+        if split == "train" and self.augment_on_device:  # raw images: see on_after_batch_transfer
+            full = self._source("train", None)
+            if not isinstance(full, TensorImageDataset):
+                raise DataSpecError(
+                    f"augment_on_device: {type(self).__name__} reads images from files; it "
+                    "needs images held in one tensor (e.g. a CIFAR .npz)"
+                )
+        else:
+            full = self._source("train", self.transform(self.augment and split == "train"))
         train_indices, val_indices = self._holdout(len(full))
         return Subset(full, val_indices if split == "val" else train_indices)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``augment_on_device``: augment, scale and normalise training batches where they
+        are (the accelerator); with ``channels_last``: hand them over in that format."""
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        x, *rest = batch
+        if self.augment_on_device:
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            if self.augment:
+                x = self.batch_augmentation(x)
+            if self.normalize:
+                mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+                std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+                x = (x - mean) / std
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return [x, *rest]
 
     # -- loaders ------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int | None = None) -> DataLoader:

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .base import ClassificationDataModule, TensorImageDataset
+from .batch_augment import random_crop, random_flip
 from .errors import DataNotFoundError
 from .paths import DATA_VAR, local_data
 
@@ -135,6 +136,10 @@ class _CIFARDataModule(ClassificationDataModule):
     def default_augmentation(self) -> list[Callable]:
         """Random 32×32 crop of the image zero-padded by 4, then a horizontal flip (p = 0.5)."""
         return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+
+    def batch_augmentation(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        """The same crop and flip, drawn per image, for a whole batch on its device."""
+        return random_flip(random_crop(x, 4, generator), generator)
 
 
 class CIFAR10DataModule(_CIFARDataModule):

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .base import ClassificationDataModule, TensorImageDataset
+from .batch_augment import random_crop
 
 __all__ = ["DigitsDataModule"]
 
@@ -89,3 +90,7 @@ class DigitsDataModule(ClassificationDataModule):
 
     def default_augmentation(self) -> list[Callable]:
         return [v2.RandomCrop(self.image_size, padding=max(1, self.image_size // 8))]
+
+    def batch_augmentation(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        """The same crop, drawn per image, for a whole batch on its device."""
+        return random_crop(x, max(1, self.image_size // 8), generator)

@@ -238,3 +238,50 @@ def test_batched_transform_equals_per_image():
     flip = ImageTransform([v2.RandomHorizontalFlip(p=1.0)], random=True)
     flipped = TensorImageDataset(images, torch.arange(6), flip).__getitems__([0, 3])
     assert torch.allclose(flipped[1][0], images[3].flip(-1).float() / 255, atol=1e-6)
+
+
+def test_batch_crop_and_flip_match_the_per_image_transforms():
+    from multispike.distill.data.batch_augment import random_crop, random_flip
+
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6) + 1
+    generator = torch.Generator().manual_seed(0)
+    crops = [random_crop(x, 2, generator) for _ in range(20)]
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets = set()
+    for crop in crops:
+        assert crop.shape == x.shape
+        for b in range(2):  # every image is the padded image at one offset in [0, 4]²
+            found = [(dy, dx) for dy in range(5) for dx in range(5)
+                     if torch.equal(crop[b], padded[b, :, dy : dy + 6, dx : dx + 6])]  # fmt: skip
+            assert len(found) == 1
+            offsets.add(found[0])
+    assert len(offsets) > 10  # offsets are drawn per image, across the whole range
+    flips = random_flip(x, torch.Generator().manual_seed(1))
+    for b in range(2):
+        assert torch.equal(flips[b], x[b]) or torch.equal(flips[b], x[b].flip(-1))
+    again = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(again, crops[0])  # seeded
+
+
+def test_augment_on_device_hands_over_raw_training_batches(fake_cifar):
+    import lightning as L
+
+    path, train_x, _ = fake_cifar
+    dm = CIFAR10DataModule(path, batch_size=4, augment_on_device=True, channels_last=True)
+    raw, labels = next(iter(dm.train_dataloader()))
+    assert raw.dtype == torch.uint8 and raw.shape == (4, 3, 32, 32)
+    assert next(iter(dm.val_dataloader()))[0].dtype == torch.float32  # other splits unchanged
+
+    class Training:
+        training = True
+
+    dm.trainer = Training()
+    x, y = dm.on_after_batch_transfer([raw, labels], 0)
+    assert x.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, labels)
+    mean = torch.tensor(dm.mean).view(1, 3, 1, 1)
+    std = torch.tensor(dm.std).view(1, 3, 1, 1)
+    pixels = (x * std + mean) * 255  # back to pixel values: each a crop of a raw image (or 0)
+    allowed = set(raw.unique().tolist()) | {0}
+    assert set(pixels.round().unique().tolist()) <= allowed
+    dm.trainer = L.Trainer(logger=False, enable_progress_bar=False)  # not training: untouched
+    assert dm.on_after_batch_transfer([raw, labels], 0)[0] is raw
