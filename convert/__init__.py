@@ -10,6 +10,7 @@ from .errors import ConversionError
 from .graph import model_device
 from .neuron import MultiLevelIFNeuron, if_neuron
 from .quant import MultiLevelQuantizer, quantize
+from .reconstruct import reconstruct
 from .report import ConversionReport, conversion_report
 from .residual import JOIN_MODES, residual_joins, rewire_residual
 from .snn import SpikingNetwork, cumulative_mean, neurons, qann_of, to_snn
@@ -32,6 +33,7 @@ __all__ = [
     "qann_of",
     "quantize",
     "quantizers",
+    "reconstruct",
     "residual_joins",
     "rewire_residual",
     "to_snn",

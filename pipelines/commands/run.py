@@ -17,6 +17,19 @@ from pathlib import Path
 __all__ = ["main", "parser"]
 
 
+DESCRIPTION = (
+    "Run a recipe: train -> convert -> distill -> evaluate -> export into one run directory. "
+    "Override a stage's option with --<stage>.<option> VALUE in that command's syntax, e.g. "
+    "--distill.trainer.max_epochs 1 or --convert.levels 8."
+)
+DEMO = (
+    "The embedded demo, no download: a ResNet-20 trained on scikit-learn's digits, calibrated "
+    "to 4 levels, converted to a one-step SNN with 4 spikes per step, distilled, evaluated on "
+    "the test split and exported (the digits recipe; a few minutes on a CPU). Takes run's "
+    "options, e.g. --output DIR or --distill.trainer.max_epochs 2."
+)
+
+
 def parser(prog: str = "multispike run", recipe: bool = True):
     """The runner's own options; stage options go behind the stage name (see the module)."""
     from jsonargparse import ArgumentParser
@@ -25,9 +38,7 @@ def parser(prog: str = "multispike run", recipe: bool = True):
         prog=prog,
         default_env=False,
         allow_abbrev=False,
-        description="Run a recipe: train -> convert -> distill -> evaluate -> export into one "
-        "run directory. Override a stage's option with --<stage>.<option> VALUE in that "
-        "command's syntax, e.g. --distill.trainer.max_epochs 1 or --convert.levels 8.",
+        description=DESCRIPTION if recipe else DEMO,
     )
     if recipe:
         p.add_argument(
