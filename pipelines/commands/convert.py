@@ -38,9 +38,10 @@ def convert(
     max_spikes: int | None = None,
     timesteps: int = 1,
     per_channel: bool = False,
-    calibration: Literal["percentile", "mse"] = "percentile",
+    calibration: Literal["percentile", "mse", "reconstruct"] = "percentile",
     percentile: float = 99.9,
     calibration_images: int = 1024,
+    reconstruct_iterations: int = 500,
     residual: Literal["sparse", "sew", "analog"] | None = None,
     eval_images: int | None = None,
     device: str = "cpu",
@@ -61,10 +62,13 @@ def convert(
         max_spikes: ``N``, spikes per neuron per step (default ``L``).
         timesteps: ``T``, SNN steps.
         per_channel: one threshold per channel.
-        calibration: how thresholds are set: a ``percentile`` of each activation or the
-            quantization-``mse`` minimiser.
+        calibration: how thresholds are set: a ``percentile`` of each activation, the
+            quantization-``mse`` minimiser, or ``reconstruct``: ``mse``, then block-wise
+            reconstruction of the float network's outputs (thresholds, biases and weights;
+            :func:`multispike.convert.reconstruct`), no labels.
         percentile: the percentile for ``calibration=percentile``.
-        calibration_images: training images the thresholds are fitted on.
+        calibration_images: training images the thresholds (and the reconstruction) use.
+        reconstruct_iterations: optimiser steps per block for ``calibration=reconstruct``.
         residual: rewire residual joins: ``sparse`` (barrier neurons), ``sew`` or ``analog``.
         eval_images: validation images of the report (default: the whole split).
         device: ``cpu``, ``cuda``, ``cuda:1``, ...
@@ -75,6 +79,7 @@ def convert(
     from multispike.convert import (
         calibrate,
         conversion_report,
+        reconstruct,
         rewire_residual,
         to_snn,
     )
@@ -84,7 +89,8 @@ def convert(
     from multispike.pipelines.sources import ann_and_data, first_images
 
     for flag, value in (("levels", levels), ("timesteps", timesteps), ("max_spikes", max_spikes),
-                        ("calibration_images", calibration_images)):  # fmt: skip
+                        ("calibration_images", calibration_images),
+                        ("reconstruct_iterations", reconstruct_iterations)):  # fmt: skip
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be >= 1, got {value}")
     ann, kwargs = ann_and_data(
@@ -95,13 +101,17 @@ def convert(
     data.setup("fit")
     start = time.perf_counter()
     calib = data.calibration_dataloader(calibration_images)  # event data: single frames
+    method = "mse" if calibration == "reconstruct" else calibration
     qann = calibrate(
-        ann, calib, levels, per_channel=per_channel, method=calibration, percentile=percentile,
+        ann, calib, levels, per_channel=per_channel, method=method, percentile=percentile,
         progress=progress,
     )  # fmt: skip
     if residual is not None:
-        qann = rewire_residual(qann, residual, calib, method=calibration, percentile=percentile,
+        qann = rewire_residual(qann, residual, calib, method=method, percentile=percentile,
                                progress=progress)  # fmt: skip
+    if calibration == "reconstruct":
+        qann = reconstruct(qann, calib, images=calibration_images,
+                           iterations=reconstruct_iterations, progress=progress)  # fmt: skip
     snn = to_snn(qann, max_spikes=max_spikes, timesteps=timesteps)
     seconds = time.perf_counter() - start
 
@@ -124,7 +134,8 @@ def convert(
         "conversion": report.to_dict(),
         "data": {"datamodule": type(data).__name__, "split": "val", "eval_images": eval_count},
         "calibration": {"images": calibration_images, "method": calibration,
-                        "percentile": percentile, "seconds": round(seconds, 2)},
+                        "percentile": percentile, "seconds": round(seconds, 2),
+                        "reconstruct_iterations": reconstruct_iterations},
     }  # fmt: skip
     (Path(output) / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(report)

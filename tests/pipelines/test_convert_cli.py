@@ -144,3 +144,16 @@ def test_pretrained_resnet20_qann_and_snn_agree_on_real_images(need_data):
         ann_acc = (model(x).argmax(1) == y).float().mean()
         qann_acc = (qann(x).argmax(1) == y).float().mean()
     assert ann_acc > 0.9 and qann_acc > 0.5  # calibration only, 4 levels
+
+
+def test_reconstruct_calibration_writes_the_usual_report_and_stays_exact(tmp_path):
+    code, out = _convert(
+        tmp_path, "--model", "ms_resnet20", *DIGITS, "--levels", "2", "--calibration",
+        "reconstruct", "--reconstruct_iterations", "3", "--calibration_images", "32",
+        "--eval_images", "32",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["calibration"]["method"] == "reconstruct"
+    assert report["snn"]["agreement_with_qann"] == 1.0 and report["snn"]["max_abs_logit_diff"] == 0
+    assert 0.0 <= report["qann"]["top1"] <= 1.0
