@@ -3,7 +3,9 @@
 **NIR** (Neuromorphic Intermediate Representation, ``nir``). The SNN's fx graph becomes a
 NIR graph, node for node: ``Conv2d`` → ``nir.Conv2d``, ``Linear`` → ``nir.Affine``, average
 pooling → ``nir.AvgPool2d``, flatten → ``nir.Flatten``, a multi-level IF neuron →
-``nir.IF``, a residual sum → two edges into one node (NIR sums a node's inputs). BatchNorm is
+``nir.IF``, a residual sum → two edges into one node (NIR sums a node's inputs), a strided
+selection ``x[:, :, ::s, ::s]`` or a zero padding of channels (the CIFAR ResNets' option-A
+shortcut) → a bias-free 1×1 ``nir.Conv2d`` with a 0/1 weight (exact). BatchNorm is
 already folded into the conv/linear weights by the conversion. A neuron with threshold λ
 and ``N`` spikes per step becomes ``nir.IF(r=1, v_threshold=q, v_reset=0)`` with the quantum
 ``q = λ/N``; it emits unit events, and the value ``q`` each event carries in multispike is
@@ -268,6 +270,10 @@ def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
             return _adaptive_avgpool(builder, node.name, inputs[0], where, shape)
         if fn is torch.flatten:
             return _flatten(builder, node.name, inputs[0], where, shape)
+        if fn is operator.getitem and len(inputs) == 1:
+            return _strided_selection(builder, node, inputs[0], where, shape)
+        if fn is F.pad and len(inputs) == 1:
+            return _channel_padding(builder, node, inputs[0], where, shape)
     if node.op == "call_method":
         if node.target in _ALIAS_METHODS:
             return inputs[0]
@@ -275,7 +281,7 @@ def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
             return _flatten(builder, node.name, inputs[0], where, shape)
     raise ExportError(
         f"{where} has no NIR counterpart (supported: conv, linear, average pooling, "
-        "flatten, sums, constant factors, neurons)"
+        "flatten, sums, constant factors, strided selection, channel padding, neurons)"
     )
 
 
@@ -343,6 +349,58 @@ def _flatten(b: _NirBuilder, name: str, value: _Value, where: str, shape) -> _Va
     if scale is not None and scale.dim() == 1:  # per channel → per feature
         scale = scale.repeat_interleave(math.prod(value.shape[1:]))
     return _Value(out.sources, out.shape, scale)
+
+
+def _strided_selection(b: _NirBuilder, node: fx.Node, value: _Value, where: str, shape) -> _Value:
+    """``x[:, :, ::sh, ::sw]`` is a 1×1 convolution, stride ``(sh, sw)``, identity weight."""
+    index = node.args[1]
+    index = index if isinstance(index, tuple) else (index,)
+    steps = []
+    for k, item in enumerate(index):
+        whole = isinstance(item, slice) and item.start in (None, 0) and item.stop is None
+        if k < 2 and not (whole and item.step in (None, 1)):
+            raise ExportError(f"{where}: slicing the batch or channel axis has no NIR form")
+        if not whole:
+            raise ExportError(f"{where}: only whole strided slices x[:, :, ::s, ::s] are exported")
+        steps.append(item.step or 1)
+    if len(value.shape) != 3 or len(steps) > 4:
+        raise ExportError(f"{where}: strided selection is exported on (B, C, H, W) tensors only")
+    stride = (steps + [1, 1, 1, 1])[2:4]
+    channels = value.shape[0]
+    weight = torch.eye(channels).view(channels, channels, 1, 1)
+    return _fixed_conv(b, node.name, weight, stride, value, shape)
+
+
+def _channel_padding(b: _NirBuilder, node: fx.Node, value: _Value, where: str, shape) -> _Value:
+    """``F.pad(x, (0, 0, 0, 0, p0, p1))``: a 1×1 convolution with a 0/1 weight, ``p0`` zero
+    channels before and ``p1`` after (the CIFAR ResNets' option-A shortcut)."""
+    pad = tuple(node.args[1] if len(node.args) > 1 else node.kwargs["pad"])
+    mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+    fill = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
+    if mode != "constant" or fill not in (None, 0, 0.0) or len(value.shape) != 3:
+        raise ExportError(f"{where}: only zero padding of channels is exported")
+    if len(pad) != 6 or any(pad[:4]) or min(pad) < 0:
+        raise ExportError(f"{where}: only channel padding (0, 0, 0, 0, p0, p1) is exported")
+    channels, (before, after) = value.shape[0], pad[4:]
+    weight = torch.zeros(before + channels + after, channels, 1, 1)
+    weight[before : before + channels, :, 0, 0] = torch.eye(channels)
+    return _fixed_conv(b, node.name, weight, (1, 1), value, shape)
+
+
+def _fixed_conv(b: _NirBuilder, name: str, weight: Tensor, stride, value: _Value, shape) -> _Value:
+    """A bias-free 1×1 ``nir.Conv2d`` with a given 0/1 weight; the pending scale folds in
+    (each output is one input times its scale: exact)."""
+    weight = _fold_input_scale(weight, value.scale)
+    node = nir.Conv2d(
+        input_shape=tuple(value.shape[1:]),
+        weight=weight.numpy(),
+        stride=_pair(tuple(stride)),
+        padding=_pair(0),
+        dilation=_pair(1),
+        groups=1,
+        bias=np.zeros(weight.shape[0], dtype=np.float32),
+    )
+    return b.add(name, node, value, shape)
 
 
 # --------------------------------------------------------------------------- ONNX

@@ -31,8 +31,7 @@ def _positive_int(value: Any) -> bool:
 def _threshold(value: Any) -> bool:
     values = value if isinstance(value, list) else [value]
     return bool(values) and all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        for v in values
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values
     )
 
 

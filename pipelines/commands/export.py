@@ -39,7 +39,8 @@ def export(
     if format == "onnx":
         export_onnx(model, output, opset=opset)
     elif isinstance(model, SpikingNetwork):
-        export_nir(model, output, output=nir_output)
+        graph = export_nir(model, output, output=nir_output)
+        _warn_payload(graph)
     else:
         raise ExportError(
             f"{model_dir} holds a quantized ANN, not a spiking network: NIR export needs an "
@@ -47,6 +48,24 @@ def export(
         )
     print(f"wrote {output} ({format})")
     return Path(output)
+
+
+def _warn_payload(graph) -> None:
+    """Name what a plain NIR reader loses of a multi-level network (to stderr)."""
+    import sys
+
+    most = max(
+        (n.metadata.get("max_spikes", 1) for n in graph.nodes.values() if n.metadata), default=1
+    )
+    if most > 1:
+        print(
+            f"note: up to N = {most} spikes per neuron and step; NIR's IF emits one, so readers "
+            "that follow it (snnTorch, Norse, Rockpool, ...) lose the payload wherever a step "
+            "needs more. Each IF node's metadata holds max_spikes, v_init and reset='subtract': "
+            "a multi-spike reader (sinabs IAF with MaxSpike(N), membrane set to v_init) runs it "
+            "exactly.",
+            file=sys.stderr,
+        )
 
 
 def config(argv: list[str]) -> str:

@@ -116,6 +116,45 @@ def test_multilevel_neurons_export_quantum_and_spike_count(frames):
     assert np.allclose(node.v_threshold, lam / 4)
 
 
+def test_zoo_cifar_resnet_option_a_shortcut_exports_and_runs_in_snntorch():
+    """Strided selection + channel padding become 1×1 convs with 0/1 weights; same outputs."""
+    import multispike.zoo  # noqa: F401  (registers ms_resnet20)
+
+    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    qann = calibrate(timm.create_model("ms_resnet20").eval(), [x], levels=1, per_channel=True,
+                     progress=False)  # fmt: skip
+    snn = to_snn(qann, max_spikes=1, timesteps=3)
+    graph = export_nir(snn)
+    pad = graph.nodes["pad"]  # layer2.0's shortcut: 16 → 32 channels, 8 zero channels per side
+    assert type(pad).__name__ == "Conv2d" and pad.weight.shape == (32, 16, 1, 1)
+    assert set(np.unique(pad.weight)) == {0.0, 1.0} and pad.weight.sum() == 16
+    assert np.array_equal(pad.weight[8:24, :, 0, 0], np.eye(16))
+    assert tuple(graph.nodes["getitem"].stride) == (2, 2)
+    frames = x[:2].expand(3, -1, -1, -1, -1)  # (T=3, B=2, 3, 32, 32)
+    with torch.no_grad():
+        expected = snn(frames)
+        got = _run_snntorch(to_snntorch(graph), frames)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)  # folded weights round
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+class _SliceChannels(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.act = torch.nn.ReLU()
+        self.fc = torch.nn.Linear(2 * 16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.act(self.conv(x))[:, :2], 1))
+
+
+def test_nir_export_refuses_channel_slicing_naming_the_node():
+    qann = calibrate(_SliceChannels(), [torch.rand(2, 2, 4, 4)], levels=2, progress=False)
+    with pytest.raises(ExportError, match="getitem.*channel axis"):
+        export_nir(to_snn(qann))
+
+
 def test_nir_export_names_unsupported_node():
     qann = calibrate(timm.create_model("test_resnet"), [torch.randn(2, 3, 32, 32)], levels=2,
                      progress=False)  # fmt: skip
@@ -147,6 +186,17 @@ def test_cli_exports_saved_directory(tmp_path, frames, capsys):
     assert cli([*argv, "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_nir_export_of_multilevel_model_names_what_readers_lose(tmp_path, frames, capsys):
+    snn = to_snn(_qann(frames, levels=4), max_spikes=4)
+    directory = save(snn, tmp_path / "model", model_name=NAME)
+    argv = ["export", "--model_dir", str(directory), "--format", "nir"]
+    assert cli([*argv, "--output", str(tmp_path / "m.nir")]) == 0
+    err = capsys.readouterr().err
+    assert "N = 4" in err and "snnTorch" in err and "max_spikes" in err
+    graph = nir.read(str(tmp_path / "m.nir"))
+    assert all(n.metadata["max_spikes"] == 4 for n in graph.nodes.values() if isinstance(n, nir.IF))
 
 
 def test_cli_export_reports_missing_directory(tmp_path, capsys):
