@@ -78,12 +78,17 @@ class _NoTips(logging.Filter):
 
 
 def _quiet() -> None:
-    """Silence what users cannot act on: Lightning's product tips, and a deprecation inside
-    Lightning's own pytree helper."""
+    """Silence what users cannot act on: Lightning's product tips, a deprecation inside
+    Lightning's own pytree helper, the weight-averaging warning about sharding, which
+    :meth:`StepwiseDistillation.configure_model` (it builds the student, it shards nothing)
+    triggers, and torch's "No CUDA runtime is found" when ``torch_compile`` builds CPU
+    kernels."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _NoTips) for f in logger.filters):
         logger.addFilter(_NoTips())
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", "You're using the WeightAveraging callback with a model")
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def _cli(
