@@ -304,6 +304,7 @@ def evaluate(
     noise: Sequence[float] = (0.0, 0.1, 0.2, 0.5),
     noise_loader: Iterable | None = None,
     costs: CostTable | None = None,
+    neurobench: bool = False,
     progress: bool = True,
 ) -> dict:
     """The full evaluation behind ``multispike evaluate``.
@@ -320,12 +321,14 @@ def evaluate(
         noise: Gaussian σ (images) or event probability (event frames); empty to skip.
         noise_loader: data of the robustness test (default ``loader``).
         costs: energy cost table (default :func:`load_costs`).
+        neurobench: also run NeuroBench's harness on the multi-level SNN (``loader``'s data;
+            see :mod:`multispike.pipelines.neurobench`).
         progress: tqdm bars.
 
     Returns:
         A JSON-ready dict: the :func:`accuracy_summary` keys, ``snn``/``binary`` (per-step
         accuracy, latency, activity per layer, counts, energy), ``ann_energy``, ``sweep``,
-        ``matched_energy``, ``robustness`` and ``costs``.
+        ``matched_energy``, ``robustness``, ``costs`` and, when asked, ``neurobench``.
     """
     costs = costs or load_costs()
     levels = qann.meta["multispike"]["levels"]
@@ -377,6 +380,10 @@ def evaluate(
         models = {"ann": ann, "qann": qann, "snn": snn, "binary": bsnn}
         models = {k: v for k, v in models.items() if v is not None}
         result["robustness"] = robustness(models, noise_loader or loader, noise, progress=progress)
+    if neurobench:
+        from multispike.pipelines.neurobench import neurobench_metrics
+
+        result["neurobench"] = neurobench_metrics(snn, loader)
     return result
 
 
@@ -508,8 +515,36 @@ def render_markdown(metrics: dict) -> str:
             ["model", *(f"{float(v):g}" for v in levels)],
             [[name, *map(_pct, by.values())] for name, by in metrics["robustness"].items()],
         )
+    if metrics.get("neurobench"):
+        lines += _neurobench_section(metrics)
     lines += [f"![{p}]({p})" for p in metrics.get("plots", [])]
     return "\n".join(lines) + "\n"
+
+
+def _neurobench_section(metrics: dict) -> list[str]:
+    """NeuroBench's values beside multispike's own (definitions: pipelines/neurobench.py)."""
+    nb, ours = metrics["neurobench"], metrics["snn"]["activity"]["total"]
+    rows = [
+        ["ClassificationAccuracy", f"{100 * nb['ClassificationAccuracy']:.2f} %",
+         f"{100 * metrics['snn']['top1']:.2f} %"],
+        ["ActivationSparsity", f"{nb['ActivationSparsity']:.4f}",
+         f"{ours['activation_sparsity']:.4f}"],
+        ["Effective_MACs + Effective_ACs", f"{nb['Effective_MACs'] + nb['Effective_ACs']:.5g}",
+         f"{ours['macs'] + ours['synops']:.5g} (macs + synops)"],
+        ["Dense", f"{nb['Dense']:.5g}", ""],
+        ["MembraneUpdates", f"{nb['MembraneUpdates']:.5g}", f"{ours['membrane_updates']:.5g}"],
+        ["Footprint (bytes)", f"{nb['Footprint']:.0f}", ""],
+        ["ConnectionSparsity", f"{nb['ConnectionSparsity']:.4f}", ""],
+    ]  # fmt: skip
+    return [
+        f"## NeuroBench ({metrics['snn']['label']})",
+        "",
+        *_table(["NeuroBench metric", "NeuroBench", "multispike"], rows),
+        "Multi-level events carry k·q, so NeuroBench files their operations as MACs; it counts"
+        " the analog first layer's non-zero inputs at every step, multispike its dense fan-out"
+        " once; its MembraneUpdates reads snnTorch neurons only.",
+        "",
+    ]
 
 
 def nested_metrics(metrics: dict) -> dict:

@@ -35,6 +35,7 @@ def evaluate(
     eval_images: int | None = None,
     sweep_images: int | None = None,
     energy_costs: Path | None = None,
+    neurobench: bool = False,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
@@ -54,6 +55,8 @@ def evaluate(
         eval_images: the first images of the test split (default: all of them).
         sweep_images: images of the sweep (default: ``eval_images``).
         energy_costs: a YAML/JSON cost table overriding the defaults.
+        neurobench: also run NeuroBench's harness (``pip install neurobench``) on the
+            multi-level SNN; its values go to ``metrics.json`` and ``report.md``.
         device: ``cpu``, ``cuda``, ...
         progress: show progress bars.
     """
@@ -90,7 +93,7 @@ def evaluate(
         max_spikes=max_spikes or defaults["max_spikes"],
         timesteps=timesteps or defaults["timesteps"], binary_timesteps=binary_timesteps,
         sweep=configs, sweep_loader=first_images(test, sweep_images or eval_images),
-        noise=noise, costs=costs, progress=progress,
+        noise=noise, costs=costs, neurobench=neurobench, progress=progress,
     )  # fmt: skip
     metrics["model_dir"] = str(model_dir)
     write_report(metrics, output)

@@ -213,3 +213,21 @@ def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path, capsy
     assert (report / "report.md").read_text().startswith("# Evaluation report")
     out = capsys.readouterr().out
     assert "test split, 16 images, top-1: ANN" in out and "nan" not in out
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_neurobench_values_sit_beside_ours_in_the_report(setup, tmp_path, events):
+    pytest.importorskip("neurobench")
+    ann, qann, loader = setup
+    if events:  # (B, F, C, H, W) frames: the T = 1 SNN sees them summed, as in evaluate
+        x, y = loader.dataset.tensors
+        frames = torch.stack([x.clamp_min(0), x.clamp_max(0).neg()], 1)
+        loader = DataLoader(TensorDataset(frames, y), batch_size=8)
+    metrics = evaluate(ann, qann, loader, noise=(), neurobench=True, progress=False)
+    nb, ours = metrics["neurobench"], metrics["snn"]["activity"]["total"]
+    assert nb["ClassificationAccuracy"] == pytest.approx(metrics["snn"]["top1"])
+    assert nb["ActivationSparsity"] == pytest.approx(ours["activation_sparsity"])
+    assert nb["Effective_MACs"] > ours["synops"] > 0  # the analog first layer's MACs on top
+    write_report(metrics, tmp_path)
+    assert "## NeuroBench (N=4,T=1)" in (tmp_path / "report.md").read_text()
+    assert "Effective_MACs" in json.loads((tmp_path / "metrics.json").read_text())["neurobench"]
