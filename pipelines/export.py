@@ -68,7 +68,14 @@ from torch.fx.passes.shape_prop import ShapeProp
 from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
 from multispike.convert.graph import get_module
 
-__all__ = ["ExportError", "export_nir", "export_onnx", "reset_snntorch", "to_snntorch"]
+__all__ = [
+    "ExportError",
+    "export_nir",
+    "export_onnx",
+    "graph_with_shapes",
+    "reset_snntorch",
+    "to_snntorch",
+]
 
 _ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 _ALIAS_METHODS = {"contiguous", "clone", "float"}
@@ -148,6 +155,18 @@ def _const(arg) -> float | None:
     return float(arg) if isinstance(arg, (int, float)) and not isinstance(arg, bool) else None
 
 
+def graph_with_shapes(model: SpikingNetwork) -> fx.GraphModule:
+    """A CPU copy of the SNN's graph, neurons at one step, every node's one-sample output
+    shape in ``node.meta["tensor_meta"]`` (the exporters' starting point)."""
+    gm = copy.deepcopy(model.net).cpu().eval()
+    for neuron in gm.modules():
+        if isinstance(neuron, MultiLevelIFNeuron):
+            neuron.timesteps = 1
+    with torch.no_grad():
+        ShapeProp(gm).propagate(torch.zeros(1, *model.input_shape))
+    return gm
+
+
 def export_nir(
     model: SpikingNetwork,
     path: str | Path | None = None,
@@ -170,12 +189,7 @@ def export_nir(
         raise TypeError(f"export_nir expects a SpikingNetwork, got {type(model).__name__}")
     if output not in ("values", "spikes"):
         raise ValueError(f"output must be 'values' or 'spikes', got {output!r}")
-    gm = copy.deepcopy(model.net).cpu().eval()
-    for neuron in gm.modules():
-        if isinstance(neuron, MultiLevelIFNeuron):
-            neuron.timesteps = 1
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros(1, *model.input_shape))
+    gm = graph_with_shapes(model)
     builder = _NirBuilder(gm)
     values: dict[fx.Node, _Value] = {}
     for node in gm.graph.nodes:

@@ -1,4 +1,5 @@
-"""``multispike export``: a converted model folder to NIR (the spiking graph) or ONNX (T = 1).
+"""``multispike export``: a converted model folder to NIR (the spiking graph), sinabs (the
+same SNN in SynSense's simulator) or ONNX (T = 1).
 
 multispike export --model_dir runs/resnet20-L4 --format onnx --output resnet20.onnx
 """
@@ -13,18 +14,19 @@ __all__ = ["config", "export", "main"]
 
 def export(
     model_dir: Path,
-    format: Literal["nir", "onnx"],  # noqa: A002  (the flag's name)
+    format: Literal["nir", "onnx", "sinabs"],  # noqa: A002  (the flag's name)
     output: Path,
     nir_output: Literal["values", "spikes"] = "values",
     opset: int = 17,
 ) -> Path:
-    """Export a converted model folder to NIR or ONNX.
+    """Export a converted model folder to NIR, sinabs or ONNX.
 
     Args:
         model_dir: a model folder of ``multispike convert`` or ``distill`` (config.json +
             model.safetensors).
-        format: ``nir`` (the spiking graph; SNN folders only) or ``onnx`` (the network at
-            ``T = 1``).
+        format: ``nir`` (the spiking graph; SNN folders only), ``sinabs`` (the SNN with
+            sinabs IAF neurons, bit-identical, ``torch.save``; SNN folders only) or ``onnx``
+            (the network at ``T = 1``).
         output: the file to write.
         nir_output: NIR only: end the graph with the output values or the last layer's
             spikes.
@@ -38,14 +40,18 @@ def export(
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
         export_onnx(model, output, opset=opset)
-    elif isinstance(model, SpikingNetwork):
+    elif not isinstance(model, SpikingNetwork):
+        raise ExportError(
+            f"{model_dir} holds a quantized ANN, not a spiking network: {format} export needs "
+            "an SNN (convert with to_snn and save it), or use --format onnx"
+        )
+    elif format == "sinabs":
+        from multispike.pipelines.sinabs_export import save_sinabs
+
+        save_sinabs(model, output)
+    else:
         graph = export_nir(model, output, output=nir_output)
         _warn_payload(graph)
-    else:
-        raise ExportError(
-            f"{model_dir} holds a quantized ANN, not a spiking network: NIR export needs an "
-            "SNN (convert with to_snn and save it), or use --format onnx"
-        )
     print(f"wrote {output} ({format})")
     return Path(output)
 

@@ -1,0 +1,129 @@
+"""The converted SNN in sinabs (SynSense's simulator, the toolchain to Speck / DynapCNN).
+
+:func:`to_sinabs` keeps the SNN's graph and replaces every :class:`MultiLevelIFNeuron`
+(threshold ``λ``, ``N`` spikes per step) by the same arithmetic in sinabs terms::
+
+    x · (N/λ)  →  IAFSqueeze(spike_threshold=1, spike_fn=MaxSpike(N), reset_fn=MembraneSubtract())
+               →  s · (λ/N)
+
+sinabs's IAF integrates ``v ← 1·v + x'``, fires ``s = [v > 0]·trunc(v / 1)`` capped at
+``N`` (``MaxSpike``) and subtracts ``s``: with the membrane starting at ``v(0) = 1/2``, in
+units of the quantum ``q = λ/N``, that is multispike's ``u += x·N/λ; s = clip(floor(u), 0,
+N); u -= s`` operation for operation, so the outputs are **bit-identical** at every step
+(tested on zoo models, binary and multi-level, ``T = 1`` and ``T = 4``). The scalings are
+buffers multiplied in the graph (``torch.mul``), exactly as the neuron computes them, not
+folded into weights (folding rounds differently).
+
+Layout and state, in sinabs's conventions:
+
+- input ``(B·T, ...)`` **batch-major** (``IAFSqueeze(num_timesteps=T)``), output
+  ``(B·T, classes)``; multispike's own runs are time-major ``(T, B, ...)``;
+- sinabs starts a membrane at 0 and resets to 0: call :func:`reset_sinabs` (or, per layer,
+  ``layer.init_state_with_shape((B, *layer.neuron_shape))`` then fill ``v_mem`` with
+  ``layer.v_init``) before each batch for ``v(0) = 1/2``.
+
+:func:`save_sinabs` writes the module with ``torch.save``: it holds only torch and sinabs
+classes (an ``fx.GraphModule``), so a sinabs user loads it with
+``torch.load(path, weights_only=False)`` — a pickle: load only files you trust.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, fx
+
+from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
+from multispike.convert.graph import get_module
+from multispike.convert.quant import threshold_view
+from multispike.pipelines.export import graph_with_shapes
+
+__all__ = ["reset_sinabs", "run_sinabs", "save_sinabs", "to_sinabs"]
+
+
+def _sinabs():
+    try:
+        import sinabs.activation
+        import sinabs.layers
+    except ImportError as err:
+        raise ImportError(
+            "to_sinabs needs sinabs: pip install sinabs (its nir<=1.0.4 pin conflicts with "
+            "multispike's NIR export; pip install --no-deps sinabs pbr keeps both)"
+        ) from err
+    return sinabs
+
+
+def to_sinabs(model: SpikingNetwork) -> fx.GraphModule:
+    """The spiking network with sinabs IAF neurons, bit-identical to ``model`` at every step.
+
+    Args:
+        model: a :class:`SpikingNetwork` (not modified).
+
+    Returns:
+        An ``fx.GraphModule`` of torch and sinabs modules taking ``(B·T, *input_shape)``
+        batch-major and returning ``(B·T, classes)``, ``T = model.timesteps``. Call
+        :func:`reset_sinabs` before each batch.
+    """
+    sinabs = _sinabs()
+    if not isinstance(model, SpikingNetwork):
+        raise TypeError(f"to_sinabs expects a SpikingNetwork, got {type(model).__name__}")
+    gm = graph_with_shapes(model)
+    graph = gm.graph
+    for node in list(graph.nodes):
+        if node.op != "call_module":
+            continue
+        neuron = get_module(gm, node.target)
+        if not isinstance(neuron, MultiLevelIFNeuron):
+            continue
+        shape = tuple(node.meta["tensor_meta"].shape)
+        lam = threshold_view(neuron.threshold.detach().cpu(), torch.empty(shape))
+        prefix = node.target.replace(".", "_")
+        gm.register_buffer(f"{prefix}_scale", neuron.max_spikes / lam)
+        gm.register_buffer(f"{prefix}_quantum", lam / neuron.max_spikes)
+        iaf = sinabs.layers.IAFSqueeze(
+            num_timesteps=model.timesteps,
+            spike_threshold=torch.tensor(1.0),
+            spike_fn=sinabs.activation.MaxSpike(neuron.max_spikes),
+            reset_fn=sinabs.activation.MembraneSubtract(),
+        )
+        iaf.neuron_shape, iaf.v_init = shape[1:], 0.5
+        gm.add_submodule(node.target, iaf)
+        with graph.inserting_before(node):
+            scale = graph.get_attr(f"{prefix}_scale")
+            current = graph.call_function(torch.mul, (node.args[0], scale))
+        node.args = (current,)
+        with graph.inserting_after(node):
+            quantum = graph.get_attr(f"{prefix}_quantum")
+        with graph.inserting_after(quantum):
+            value = graph.call_function(torch.mul, (node, quantum))
+        for user in [u for u in node.users if u is not value]:
+            user.replace_input_with(node, value)
+    graph.lint()
+    gm.recompile()
+    return gm
+
+
+def reset_sinabs(net: torch.nn.Module, batch_size: int) -> None:
+    """Start every IAF of a :func:`to_sinabs` network at ``v(0) = 1/2`` for ``batch_size``
+    samples (sinabs itself starts, and resets, at 0)."""
+    for layer in net.modules():
+        if hasattr(layer, "v_init") and hasattr(layer, "init_state_with_shape"):
+            layer.init_state_with_shape((batch_size, *layer.neuron_shape))
+            layer.v_mem.fill_(layer.v_init)
+
+
+def save_sinabs(model: SpikingNetwork, path: str | Path) -> Path:
+    """Write :func:`to_sinabs` of ``model`` with ``torch.save``; returns ``path``."""
+    path = Path(path)
+    torch.save(to_sinabs(model), path)
+    return path
+
+
+def run_sinabs(net: torch.nn.Module, frames: Tensor) -> Tensor:
+    """``(T, B, classes)`` of a :func:`to_sinabs` network on time-major ``(T, B, ...)``
+    input (multispike's layout; repeat an image ``T`` times for a static input)."""
+    steps, batch = frames.shape[:2]
+    reset_sinabs(net, batch)
+    out = net(frames.transpose(0, 1).reshape(batch * steps, *frames.shape[2:]))
+    return out.reshape(batch, steps, *out.shape[1:]).transpose(0, 1)
