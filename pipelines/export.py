@@ -35,7 +35,8 @@ What a reader of the file reproduces, and what it does not:
 - ``N > 1`` (multi-level) neurons: the node is an IF with threshold ``q`` that multispike
   lets fire up to ``N`` events in one step (``metadata["max_spikes"]``); a reader that
   emits at most one event per step reproduces it only where no step needs more — use a
-  multi-spike reader (e.g. sinabs ``IAF`` with ``MaxSpike(N)``) for an exact run;
+  multi-spike reader (sinabs ``IAF`` with ``MaxSpike(N)``:
+  :func:`~multispike.pipelines.sinabs_export.sinabs_from_nir`, tested) for an exact run;
 - spike ties: multispike fires at ``v ≥ q``, NIR says ``v > v_threshold`` (differs only
   when the membrane lands exactly on the threshold);
 - shapes are NIR's: unbatched (``nir.Flatten`` with ``start_dim=0`` on the ``(C, H, W)``
@@ -69,6 +70,7 @@ from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
 from multispike.convert.graph import get_module
 
 __all__ = [
+    "ElementwiseScale",
     "ExportError",
     "export_nir",
     "export_onnx",
@@ -521,13 +523,13 @@ def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
         for kind in (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d)
     }
     node_map[nir.IF] = if_neuron
-    node_map[nir.Scale] = lambda n: _Scale(n.scale)
+    node_map[nir.Scale] = lambda n: ElementwiseScale(n.scale)
     module = nirtorch.nir_to_torch(graph, node_map)
     reset_snntorch(module)
     return module
 
 
-class _Scale(nn.Module):
+class ElementwiseScale(nn.Module):
     """``nir.Scale`` (snnTorch has no mapping for it): ``x ⊙ s``."""
 
     def __init__(self, scale: np.ndarray) -> None:

@@ -31,15 +31,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nir
 import torch
 from torch import Tensor, fx
 
 from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
 from multispike.convert.graph import get_module
 from multispike.convert.quant import threshold_view
-from multispike.pipelines.export import graph_with_shapes
+from multispike.pipelines.export import ElementwiseScale, graph_with_shapes
 
-__all__ = ["reset_sinabs", "run_sinabs", "save_sinabs", "to_sinabs"]
+__all__ = ["reset_sinabs", "run_sinabs", "save_sinabs", "sinabs_from_nir", "to_sinabs"]
 
 
 def _sinabs():
@@ -104,13 +105,70 @@ def to_sinabs(model: SpikingNetwork) -> fx.GraphModule:
     return gm
 
 
+def sinabs_from_nir(graph: nir.NIRGraph | str | Path, timesteps: int) -> torch.nn.Module:
+    """Read a NIR graph of :func:`~multispike.pipelines.export.export_nir` into sinabs with the
+    payload NIR cannot say restored: each ``nir.IF`` becomes an ``IAFSqueeze`` with
+    ``MaxSpike(metadata["max_spikes"])``, subtractive reset and its membrane starting at
+    ``metadata["v_init"]`` (after :func:`reset_sinabs`).
+
+    The graph folds each quantum into the next layer's weights (``W·q``) and fires at
+    ``v ≥ q``, so outputs equal multispike's up to float rounding of the folded weights
+    (bit for bit where nothing is folded, e.g. a per-layer quantum of a power of two).
+    Input and output as :func:`to_sinabs` (batch-major ``(B·T, ...)``, ``T = timesteps``).
+    """
+    sinabs = _sinabs()
+    import nirtorch
+
+    if not isinstance(graph, nir.NIRGraph):
+        graph = nir.read(str(graph))
+
+    def if_neuron(node: nir.IF) -> torch.nn.Module:
+        layer = sinabs.layers.IAFSqueeze(
+            num_timesteps=timesteps,
+            spike_threshold=torch.as_tensor(node.v_threshold, dtype=torch.float32),
+            spike_fn=sinabs.activation.MaxSpike(int(node.metadata.get("max_spikes", 1))),
+            reset_fn=sinabs.activation.MembraneSubtract(),
+        )
+        layer.neuron_shape = tuple(node.v_threshold.shape)
+        layer.v_init = torch.as_tensor(node.metadata.get("v_init", 0.0), dtype=torch.float32)
+        return layer
+
+    def conv(node: nir.Conv2d) -> torch.nn.Module:
+        weight = torch.as_tensor(node.weight, dtype=torch.float32)
+        layer = torch.nn.Conv2d(
+            weight.shape[1] * node.groups, weight.shape[0], tuple(weight.shape[2:]),
+            stride=tuple(node.stride), padding=tuple(node.padding),
+            dilation=tuple(node.dilation), groups=node.groups,
+        )  # fmt: skip
+        layer.weight.data, layer.bias.data = weight, torch.as_tensor(node.bias).float()
+        return layer
+
+    def affine(node: nir.Affine) -> torch.nn.Module:
+        weight = torch.as_tensor(node.weight, dtype=torch.float32)
+        layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        layer.weight.data, layer.bias.data = weight, torch.as_tensor(node.bias).float()
+        return layer
+
+    node_map = {
+        nir.IF: if_neuron,
+        nir.Conv2d: conv,
+        nir.Affine: affine,
+        nir.AvgPool2d: lambda n: torch.nn.AvgPool2d(
+            tuple(n.kernel_size), tuple(n.stride), tuple(n.padding)
+        ),
+        nir.Flatten: lambda n: torch.nn.Flatten(1),  # NIR's is unbatched (start_dim 0)
+        nir.Scale: lambda n: ElementwiseScale(n.scale),
+    }
+    return nirtorch.nir_to_torch(graph, node_map)
+
+
 def reset_sinabs(net: torch.nn.Module, batch_size: int) -> None:
-    """Start every IAF of a :func:`to_sinabs` network at ``v(0) = 1/2`` for ``batch_size``
-    samples (sinabs itself starts, and resets, at 0)."""
+    """Start every IAF of a :func:`to_sinabs` / :func:`sinabs_from_nir` network at its
+    ``v(0)`` (``1/2`` of a quantum) for ``batch_size`` samples (sinabs starts at 0)."""
     for layer in net.modules():
         if hasattr(layer, "v_init") and hasattr(layer, "init_state_with_shape"):
             layer.init_state_with_shape((batch_size, *layer.neuron_shape))
-            layer.v_mem.fill_(layer.v_init)
+            layer.v_mem.copy_(torch.as_tensor(layer.v_init).expand_as(layer.v_mem))
 
 
 def save_sinabs(model: SpikingNetwork, path: str | Path) -> Path:
@@ -121,9 +179,11 @@ def save_sinabs(model: SpikingNetwork, path: str | Path) -> Path:
 
 
 def run_sinabs(net: torch.nn.Module, frames: Tensor) -> Tensor:
-    """``(T, B, classes)`` of a :func:`to_sinabs` network on time-major ``(T, B, ...)``
+    """``(T, B, classes)`` of a :func:`to_sinabs` / :func:`sinabs_from_nir` network on
+    time-major ``(T, B, ...)``
     input (multispike's layout; repeat an image ``T`` times for a static input)."""
     steps, batch = frames.shape[:2]
     reset_sinabs(net, batch)
     out = net(frames.transpose(0, 1).reshape(batch * steps, *frames.shape[2:]))
+    out = out[0] if isinstance(out, tuple) else out  # nirtorch's executor adds its state
     return out.reshape(batch, steps, *out.shape[1:]).transpose(0, 1)

@@ -68,8 +68,8 @@ def _warn_payload(graph) -> None:
             f"note: up to N = {most} spikes per neuron and step; NIR's IF emits one, so readers "
             "that follow it (snnTorch, Norse, Rockpool, ...) lose the payload wherever a step "
             "needs more. Each IF node's metadata holds max_spikes, v_init and reset='subtract': "
-            "a multi-spike reader (sinabs IAF with MaxSpike(N), membrane set to v_init) runs it "
-            "exactly.",
+            "a multi-spike reader (sinabs IAF with MaxSpike(N), membrane set to v_init: "
+            "multispike.pipelines.sinabs_export.sinabs_from_nir) runs it exactly.",
             file=sys.stderr,
         )
 

@@ -12,7 +12,13 @@ from multispike.pipelines import save
 from multispike.pipelines.cli import main as cli
 
 sinabs = pytest.importorskip("sinabs", reason="no sinabs: pip install --no-deps sinabs pbr")
-from multispike.pipelines.sinabs_export import reset_sinabs, run_sinabs, to_sinabs  # noqa: E402
+from multispike.pipelines.export import export_nir  # noqa: E402
+from multispike.pipelines.sinabs_export import (  # noqa: E402
+    reset_sinabs,
+    run_sinabs,
+    sinabs_from_nir,
+    to_sinabs,
+)
 
 
 def _snn(name: str, shape, levels: int, max_spikes: int, timesteps: int, per_channel: bool):
@@ -83,3 +89,23 @@ def test_cli_sinabs_export_of_a_qann_names_the_fix(tmp_path, capsys):
     argv = ["export", "--model_dir", str(directory), "--format", "sinabs"]
     assert cli([*argv, "--output", str(tmp_path / "m.pt")]) != 0
     assert "quantized ANN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("ms_nir_nmnist_cnn", (2, 34, 34)), ("ms_resnet20", (3, 32, 32))]
+)
+@pytest.mark.parametrize(("max_spikes", "timesteps"), [(4, 1), (4, 3), (1, 4)])
+def test_nir_read_into_sinabs_restores_the_payload(tmp_path, name, shape, max_spikes, timesteps):
+    """NIR → sinabs with MaxSpike(N) and v(0) from the metadata: multispike's outputs up to the
+    rounding of quanta folded into weights."""
+    snn, x = _snn(name, shape, 4, max_spikes, timesteps, True)
+    export_nir(snn, tmp_path / "m.nir")
+    net = sinabs_from_nir(tmp_path / "m.nir", timesteps)
+    frames = x.unsqueeze(0).expand(timesteps, *x.shape)
+    with torch.no_grad():
+        expected = snn(x)
+        got = run_sinabs(net, frames)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+    if name == "ms_nir_nmnist_cnn":  # its quanta fold into no rounding here: exact
+        assert torch.equal(got, expected)
