@@ -77,13 +77,16 @@ def _step_accuracy_update(outputs: Tensor, target: Tensor, top_k: int = 1) -> tu
     Args:
         outputs: ``(T, B, classes)`` per-step outputs of a :class:`SpikingNetwork`.
         target: ``(B,)`` class indices.
-        top_k: a sample is correct when its target is among the ``k`` largest scores.
+        top_k: a sample is correct when its target is among the ``k`` largest scores. For
+            ``k = 1`` a tie goes to the lowest class index (``argmax``, as torchmetrics and
+            NeuroBench decide): spiking output layers tie often.
 
     Returns:
         ``(T,)`` correct counts and ``B``.
     """
     _check_outputs(outputs, target.numel())
-    top = cumulative_mean(outputs.detach()).topk(top_k, dim=-1).indices
+    scores = cumulative_mean(outputs.detach())
+    top = scores.argmax(-1, keepdim=True) if top_k == 1 else scores.topk(top_k, dim=-1).indices
     correct = (top == target.view(1, -1, 1)).any(-1).sum(1)
     return correct, target.numel()
 

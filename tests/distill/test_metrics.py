@@ -236,6 +236,18 @@ def test_step_accuracy_uses_the_cumulative_mean():
         step_accuracy(outputs, torch.tensor([0, 1, 2]))
 
 
+def test_step_accuracy_breaks_ties_like_torchmetrics():
+    """Spiking output layers tie; top-1 takes the lowest tied class, as argmax does."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    outputs = torch.tensor([[[2.0, 2.0, 0.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]])  # (1, 3, 3)
+    for target in ([0, 1, 0], [1, 2, 2]):
+        target = torch.tensor(target)
+        expected = multiclass_accuracy(outputs[0], target, num_classes=3, average="micro")
+        assert step_accuracy(outputs, target)[0] == pytest.approx(float(expected))
+    assert step_accuracy(outputs, torch.tensor([0, 1, 0]))[0] == 1.0
+
+
 def test_step_agreement_is_exact_at_one_step():
     x = torch.randn(4, 2, 8, 8)
     qann = calibrate(Tiny(), [x], levels=4, progress=False)
