@@ -14,6 +14,7 @@ from .reconstruct import reconstruct
 from .report import ConversionReport, conversion_report
 from .residual import JOIN_MODES, residual_joins, rewire_residual
 from .snn import SpikingNetwork, cumulative_mean, neurons, qann_of, to_snn
+from .ttfs import TTFSNetwork, TTFSNeuron, to_ttfs
 
 __all__ = [
     "ConversionError",
@@ -22,6 +23,8 @@ __all__ = [
     "MultiLevelIFNeuron",
     "MultiLevelQuantizer",
     "SpikingNetwork",
+    "TTFSNetwork",
+    "TTFSNeuron",
     "build_qann",
     "calibrate",
     "calibrate_thresholds",
@@ -37,4 +40,5 @@ __all__ = [
     "residual_joins",
     "rewire_residual",
     "to_snn",
+    "to_ttfs",
 ]
