@@ -46,6 +46,7 @@ __all__ = [
     "evaluate",
     "latency",
     "matched_energy_ratio",
+    "perturb_input",
     "render_markdown",
     "robustness",
     "write_report",
@@ -225,7 +226,8 @@ def _is_event_data(x: Tensor) -> bool:
     return x.dim() == 5
 
 
-def _perturb(x: Tensor, level: float, generator: torch.Generator) -> Tensor:
+def perturb_input(x: Tensor, level: float, generator: torch.Generator) -> Tensor:
+    """``x`` with input noise of ``level`` (Gaussian ``σ``, or event probability on frames)."""
     if level == 0:
         return x
     if _is_event_data(x):
@@ -255,7 +257,7 @@ def robustness(
     for x, y in _batches(loader, "robustness", progress):
         total += len(y)
         for level in levels:
-            noisy = _perturb(x, level, generator).to(device)
+            noisy = perturb_input(x, level, generator).to(device)
             for name, model in models.items():
                 if isinstance(model, SpikingNetwork):
                     logits = model(student_input(noisy, None, model.timesteps)).mean(0)
@@ -305,6 +307,7 @@ def evaluate(
     noise_loader: Iterable | None = None,
     costs: CostTable | None = None,
     neurobench: bool = False,
+    codes: bool = False,
     progress: bool = True,
 ) -> dict:
     """The full evaluation behind ``multispike evaluate``.
@@ -323,12 +326,16 @@ def evaluate(
         costs: energy cost table (default :func:`load_costs`).
         neurobench: also run NeuroBench's harness on the multi-level SNN (``loader``'s data;
             see :mod:`multispike.pipelines.neurobench`).
+        codes: also compare the QANN's three spike codes, multi-level, binary rate (the
+            binary ``T`` and the sweep's ``N = 1`` rows) and TTFS, with spike deletion and
+            jitter (see :mod:`multispike.pipelines.codes`).
         progress: tqdm bars.
 
     Returns:
         A JSON-ready dict: the :func:`accuracy_summary` keys, ``snn``/``binary`` (per-step
         accuracy, latency, activity per layer, counts, energy), ``ann_energy``, ``sweep``,
-        ``matched_energy``, ``robustness``, ``costs`` and, when asked, ``neurobench``.
+        ``matched_energy``, ``robustness``, ``costs`` and, when asked, ``neurobench`` and
+        ``codes``.
     """
     costs = costs or load_costs()
     levels = qann.meta["multispike"]["levels"]
@@ -384,6 +391,14 @@ def evaluate(
         from multispike.pipelines.neurobench import neurobench_metrics
 
         result["neurobench"] = neurobench_metrics(snn, loader)
+    if codes:
+        from multispike.pipelines.codes import compare_codes
+
+        rates = [binary.timesteps, *(c.timesteps for c in sweep if c.max_spikes == 1)]
+        result["codes"] = compare_codes(
+            qann, loader, rate_timesteps=list(dict.fromkeys(rates)),
+            noise=[v for v in noise if v > 0] or (0.1,), costs=costs, progress=progress,
+        )  # fmt: skip
     return result
 
 
@@ -517,8 +532,31 @@ def render_markdown(metrics: dict) -> str:
         )
     if metrics.get("neurobench"):
         lines += _neurobench_section(metrics)
+    if metrics.get("codes"):
+        lines += _codes_section(metrics["codes"])
     lines += [f"![{p}]({p})" for p in metrics.get("plots", [])]
     return "\n".join(lines) + "\n"
+
+
+def _codes_section(rows: list[dict]) -> list[str]:
+    """Three spike codes of one QANN (definitions: pipelines/codes.py)."""
+    lines = ["## Spike codes of the QANN", ""]
+    lines += _table(
+        ["code", "", "top-1 %", "events / image", "synops / image", "payload bits",
+         "latency (steps)", "energy µJ"],
+        [[r["code"], r["label"], _pct(r["top1"]), f"{r['events']:.5g}", f"{r['synops']:.4g}",
+          str(r["payload_bits"]), str(r["latency_steps"]), f"{r['energy']['total'] / 1e6:.3f}"]
+         for r in rows],
+    )  # fmt: skip
+    kinds = {"input": "input noise", "deletion": "spike deletion", "jitter": "jitter"}
+    header, cells = ["code"], {r["label"]: [r["code"]] for r in rows}
+    for kind, title in kinds.items():
+        levels = next(list(r["robustness"][kind]) for r in rows if r["robustness"][kind])
+        header += [f"{title} {float(v):g}" for v in levels if float(v) > 0]
+        for r in rows:
+            by = r["robustness"][kind] or {}
+            cells[r["label"]] += [_pct(by.get(v)) for v in levels if float(v) > 0]
+    return lines + ["Top-1 % under perturbation:", ""] + _table(header, list(cells.values()))
 
 
 def _neurobench_section(metrics: dict) -> list[str]:

@@ -87,6 +87,42 @@ def latency_histogram(metrics: dict, ax) -> None:
            ylabel="images (%)", title="Latency distribution")  # fmt: skip
 
 
+def _code_points(metrics: dict, ax, key: str, xlabel: str, title: str) -> None:
+    for row in metrics["codes"]:
+        x = row[key]
+        ax.scatter(x, 100 * row["top1"], label=f"{row['code']} {row['label']}")
+    ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="top-1 accuracy (%)", title=title)
+
+
+def codes_accuracy_vs_events(metrics: dict, ax) -> None:
+    _code_points(metrics, ax, "events", "events per image", "Spike codes: accuracy against events")
+
+
+def codes_accuracy_vs_latency(metrics: dict, ax) -> None:
+    _code_points(metrics, ax, "latency_steps", "latency (steps of the code's clock)",
+                 "Spike codes: accuracy against latency")  # fmt: skip
+
+
+def _code_curves(metrics: dict, ax, kind: str, xlabel: str) -> None:
+    for row in metrics["codes"]:
+        by = row["robustness"].get(kind)
+        if by:
+            levels = sorted(float(v) for v in by)
+            lookup = {float(k): v for k, v in by.items()}
+            ax.plot(levels, [100 * lookup[v] for v in levels], marker="o",
+                    label=f"{row['code']} {row['label']}")  # fmt: skip
+    ax.set(xlabel=xlabel, ylabel="top-1 accuracy (%)", title=f"Spike codes: {xlabel}")
+
+
+def codes_accuracy_vs_noise(metrics: dict, ax) -> None:
+    _code_curves(metrics, ax, "input", "input noise (σ, or event probability)")
+
+
+def codes_accuracy_vs_deletion(metrics: dict, ax) -> None:
+    _code_curves(metrics, ax, "deletion", "spike deletion probability")
+
+
 PLOTS = {
     "accuracy_vs_t.png": accuracy_vs_t,
     "activity_per_layer.png": activity_per_layer,
@@ -94,6 +130,10 @@ PLOTS = {
     "accuracy_vs_noise.png": accuracy_vs_noise,
     "accuracy_vs_energy.png": accuracy_vs_energy,
     "latency.png": latency_histogram,
+    "codes_accuracy_vs_events.png": codes_accuracy_vs_events,
+    "codes_accuracy_vs_latency.png": codes_accuracy_vs_latency,
+    "codes_accuracy_vs_noise.png": codes_accuracy_vs_noise,
+    "codes_accuracy_vs_deletion.png": codes_accuracy_vs_deletion,
 }
 
 
@@ -102,6 +142,7 @@ def write_plots(metrics: dict, directory: str | Path) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     needs = {"accuracy_vs_noise.png": "robustness"}
+    needs.update({name: "codes" for name in PLOTS if name.startswith("codes_")})
     written = []
     for name, draw in PLOTS.items():
         if needs.get(name, "snn") not in metrics:

@@ -36,6 +36,7 @@ def evaluate(
     sweep_images: int | None = None,
     energy_costs: Path | None = None,
     neurobench: bool = False,
+    codes: bool = False,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
@@ -57,6 +58,8 @@ def evaluate(
         energy_costs: a YAML/JSON cost table overriding the defaults.
         neurobench: also run NeuroBench's harness (``pip install neurobench``) on the
             multi-level SNN; its values go to ``metrics.json`` and ``report.md``.
+        codes: also compare the QANN's spike codes (multi-level, binary rate, TTFS): accuracy,
+            events, latency, energy, and robustness to input noise, spike deletion, jitter.
         device: ``cpu``, ``cuda``, ...
         progress: show progress bars.
     """
@@ -93,7 +96,7 @@ def evaluate(
         max_spikes=max_spikes or defaults["max_spikes"],
         timesteps=timesteps or defaults["timesteps"], binary_timesteps=binary_timesteps,
         sweep=configs, sweep_loader=first_images(test, sweep_images or eval_images),
-        noise=noise, costs=costs, neurobench=neurobench, progress=progress,
+        noise=noise, costs=costs, neurobench=neurobench, codes=codes, progress=progress,
     )  # fmt: skip
     metrics["model_dir"] = str(model_dir)
     write_report(metrics, output)
