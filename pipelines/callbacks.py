@@ -66,11 +66,13 @@ class SaveStudent(L.Callback):
     Args:
         dirpath: the model folder (default: ``<trainer.log_dir>/student``, or
             ``<default_root_dir>/student`` without a logger).
-        model_name: the timm name the student's architecture is created with (default: that
-            of the ANN it was converted from, ``pretrained_cfg["architecture"]`` of the
-            module's ``ann``: its ``source``, else its ``teacher``).
-        model_kwargs: the ``timm.create_model`` kwargs, used as given (default:
-            ``num_classes`` of that ANN and ``in_chans`` of the student's input shape).
+        model_name: the timm name the student's architecture is created with (default: the
+            one its model folder recorded when the student was loaded from one, else
+            ``pretrained_cfg["architecture"]`` of the module's ``ann``: its ``source``, else
+            its ``teacher``).
+        model_kwargs: the ``timm.create_model`` kwargs, used as given (default: the model
+            folder's, else ``num_classes`` of that ANN and ``in_chans`` of the student's
+            input shape).
     """
 
     def __init__(
@@ -89,15 +91,19 @@ class SaveStudent(L.Callback):
         root = trainer.log_dir or trainer.default_root_dir
         dirpath = Path(self.dirpath) if self.dirpath else Path(root) / "student"
         ann = pl_module.ann  # the ANN the student was converted from
-        name = self.model_name or _architecture(ann)
+        meta = serialize.conversion_meta(pl_module.student)
+        recorded = meta.get("architecture") or {}
+        name = self.model_name or recorded.get("model_name") or _architecture(ann)
         if not timm.is_model(name):
             raise ValueError(
                 f"save_student: {name!r} is not a registered timm model; pass the student's "
                 "architecture with --save_student.model_name NAME"
             )
         kwargs = self.model_kwargs
+        if kwargs is None and recorded and name == recorded.get("model_name"):
+            kwargs = recorded.get("model_kwargs", {})
         if kwargs is None:
-            in_chans = int(serialize.conversion_meta(pl_module.student)["input_shape"][0])
+            in_chans = int(meta["input_shape"][0])
             kwargs = {"num_classes": _num_classes(ann), "in_chans": in_chans}
         self._target = (dirpath, name, dict(kwargs))
 

@@ -234,6 +234,10 @@ def load(
         ann, config["levels"], per_channel=config["per_channel"], input_shape=config["input_shape"]
     )
     qann = replay_transforms(qann, config["transforms"])
+    # where it came from travels with it (SaveStudent saves a distilled copy under this name)
+    qann.meta["multispike"]["architecture"] = {
+        "model_name": arch["model_name"], "model_kwargs": dict(arch.get("model_kwargs") or {}),
+    }  # fmt: skip
     model: SpikingNetwork | fx.GraphModule = qann
     if config["kind"] == "snn":
         model = to_snn(qann, max_spikes=config["max_spikes"], timesteps=config["timesteps"])

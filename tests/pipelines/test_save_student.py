@@ -78,6 +78,28 @@ def test_the_architecture_is_that_of_the_source_not_of_a_larger_teacher(tmp_path
         assert torch.equal(load(tmp_path / "student")(x), system.student.eval()(x))
 
 
+def test_a_student_from_a_model_folder_keeps_its_architecture_under_a_larger_teacher(tmp_path):
+    """The recipe path: a converted folder distilled by a ResNet-32 stays a ResNet-20."""
+    from multispike.convert import calibrate
+    from multispike.pipelines.serialize import save
+
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    qann = calibrate(_teacher(), [x], levels=2, progress=False)
+    folder = save(qann, tmp_path / "convert", model_name="ms_resnet20",
+                  model_kwargs={"num_classes": 10, "in_chans": 1})  # fmt: skip
+    teacher = timm.create_model("ms_resnet32", num_classes=10, in_chans=1).eval()
+    system = StepwiseDistillation(teacher, student=load(folder, kind="qann"),
+                                  stages=STAGES["qann"], levels=2)  # fmt: skip
+    _trainer(tmp_path, SaveStudent(), max_steps=1, limit_val_batches=0).fit(
+        system, DigitsDataModule(batch_size=16)
+    )
+    config = json.loads((tmp_path / "student" / CONFIG_FILE).read_text())
+    assert config["architecture"]["model_name"] == "ms_resnet20"
+    assert config["architecture"]["model_kwargs"] == {"num_classes": 10, "in_chans": 1}
+    with torch.no_grad():
+        assert torch.equal(load(tmp_path / "student")(x), system.student.eval()(x))
+
+
 def test_explicit_dirpath_name_and_kwargs_and_only_rank_zero_writes(tmp_path):
     system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], levels=2,
                                   calibration_images=16)  # fmt: skip
