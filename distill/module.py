@@ -412,6 +412,26 @@ class StepwiseDistillation(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def load_state_dict(
+        self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False
+    ):
+        """Load student weights in either layout, QANN (``student.*``) or SNN
+        (``student.net.*``): a checkpoint written under weight averaging holds the averaged
+        weights in the layout the student had when the average was copied (before the first
+        stage converted it), the current weights in the present one."""
+        if self.student is not None:
+            own = set(self.state_dict())
+            snn = isinstance(self.student, SpikingNetwork)
+
+            def present(key: str) -> str:
+                if key in own or not key.startswith("student."):
+                    return key
+                rest = key.removeprefix("student.").removeprefix("net.")
+                return f"student.net.{rest}" if snn else f"student.{rest}"
+
+            state_dict = {present(k): v for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["multispike"] = {
             "stage_index": max(self.stage_index, 0),

@@ -196,6 +196,35 @@ def test_stage_rules(teacher):
         StepwiseDistillation(teacher, stages=[Stage("snn", epochs=1), Stage("qann")])
 
 
+def test_a_qann_student_resumes_under_weight_averaging(teacher, tmp_path):
+    """The recipe path: a QANN student, an SNN stage, EMA weights: last.ckpt resumes, and the
+    current and averaged weights both come back."""
+    qann = calibrate(teacher, [_digits()[0][:64]], levels=2, progress=False)
+
+    def system() -> StepwiseDistillation:
+        return StepwiseDistillation(teacher, student=qann, stages=[Stage("snn", timesteps=1)])
+
+    class Save(Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            trainer.save_checkpoint(tmp_path / f"epoch{trainer.current_epoch}.ckpt")
+
+    kwargs = dict(limit_train_batches=2, limit_val_batches=1)
+    first = system()
+    _trainer(callbacks=[Save(), EMAWeightAveraging(decay=0.5)], max_epochs=1, **kwargs).fit(
+        first, Digits()
+    )
+    saved = torch.load(tmp_path / "epoch0.ckpt", weights_only=True)
+    assert any(k.startswith("student.net.") for k in saved["current_model_state"])
+    averaged = [k for k in saved["state_dict"] if k.startswith("student.")]
+    assert averaged and not any(k.startswith("student.net.") for k in averaged)  # QANN layout
+    resumed, ema = system(), EMAWeightAveraging(decay=0.5)
+    trainer = _trainer(callbacks=[ema], max_epochs=1, **kwargs)
+    trainer.fit(resumed, Digits(), ckpt_path=tmp_path / "epoch0.ckpt")  # nothing left to train
+    current = {k: v for k, v in saved["current_model_state"].items() if k.startswith("student.")}
+    for key, value in current.items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
+
+
 def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher, tmp_path):
     """QAT (epoch 0) → SNN T=2 (epoch 1) → SNN T=1; resume from the epoch-1 checkpoint."""
     stages = [Stage("qann", epochs=1), Stage("snn", epochs=1, timesteps=2), Stage("snn")]
