@@ -40,7 +40,6 @@ class MultispikeCLI(LightningCLI):
             {
                 "checkpoint.monitor": key,
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.filename": "epoch{epoch:03d}-top1{" + key + ":.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -65,9 +64,24 @@ class MultispikeCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        _add_latest_checkpoint(self.trainer)
         ann = getattr(self.model, "ann", None)
         if ann is not None and hasattr(self.datamodule, "adopt_model_config"):
             self.datamodule.adopt_model_config(ann)
+
+
+def _add_latest_checkpoint(trainer) -> None:
+    """``last.ckpt`` after every epoch, beside the chosen checkpoint, so an interrupted fit
+    resumes where it stopped: Lightning's ``save_last=True`` writes it only when a top-k
+    checkpoint is saved, so a resume from it would retrain every epoch after the best."""
+    chosen = trainer.checkpoint_callback
+    if chosen is None or chosen.save_last:
+        return
+    latest = ModelCheckpoint(
+        dirpath=chosen.dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
+        save_top_k=1, enable_version_counter=False,
+    )  # fmt: skip
+    trainer.callbacks.append(latest)
 
 
 class _NoTips(logging.Filter):

@@ -37,6 +37,20 @@ def test_train_saves_the_weights_chosen_on_validation(tmp_path, capsys):
     assert all(torch.equal(own[k.removeprefix("model.")], v) for k, v in state.items())
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_last_ckpt_is_the_last_epoch_not_the_best(tmp_path):
+    """A resume continues where the fit stopped: last.ckpt holds the final epoch even when
+    the chosen (best) checkpoint is an earlier one."""
+    argv = ["train", "--config", CONFIG, "--trainer.max_epochs", "3",
+            "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min",  # best = epoch 0
+            "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    (best,) = (tmp_path / "ckpt").glob("epoch*.ckpt")
+    assert torch.load(best, weights_only=True)["epoch"] == 0
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
 def test_train_refuses_bad_options_before_building(tmp_path, capsys):
     argv = ["train", "--config", CONFIG, "--save_weights.path", str(tmp_path / "w.pt"),
             "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
