@@ -115,19 +115,25 @@ class TTFSNetwork(nn.Module):
         return {n: m for n, m in self.net.named_modules() if isinstance(m, TTFSNeuron)}
 
     @torch.no_grad()
-    def events(self, x: Tensor) -> Tensor:
-        """Spikes per sample of ``x`` (``(B,)``): one per non-zero activation."""
+    def logits_and_events(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits ``(B, classes)`` and spikes per sample ``(B,)`` (one per non-zero
+        activation), from one forward pass."""
         layers = self.neurons()
         for layer in layers.values():
             layer.record = True
         try:
-            self.net(x)
-            return sum(
+            logits = self.net(x)
+            events = sum(
                 (layer.spike_times < layer.levels).flatten(1).sum(1) for layer in layers.values()
             )
+            return logits, events
         finally:
             for layer in layers.values():
                 layer.record, layer.spike_times = False, None
+
+    def events(self, x: Tensor) -> Tensor:
+        """Spikes per sample of ``x`` (``(B,)``): one per non-zero activation."""
+        return self.logits_and_events(x)[1]
 
 
 def to_ttfs(qann: fx.GraphModule) -> TTFSNetwork:
