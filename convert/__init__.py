@@ -6,6 +6,7 @@
 """
 
 from .calibrate import build_qann, calibrate, calibrate_thresholds, quantizers
+from .distributed import shard_batches
 from .errors import ConversionError
 from .graph import model_device
 from .neuron import MultiLevelIFNeuron, if_neuron
@@ -39,6 +40,7 @@ __all__ = [
     "reconstruct",
     "residual_joins",
     "rewire_residual",
+    "shard_batches",
     "to_snn",
     "to_ttfs",
 ]

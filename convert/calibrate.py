@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, fx, nn
 from tqdm.auto import tqdm
 
+from .distributed import all_reduce_sum, gather_in_order, rank_batches
 from .errors import ConversionError
 from .fold import fold_batchnorm
 from .graph import activation_sites, check_supported, model_device, replace_sites, trace
@@ -120,22 +121,72 @@ def batch_inputs(batch: Any) -> Tensor:
 
 
 class _Sampler:
-    """Bounded random sample of one activation's outputs (per channel if asked)."""
+    """Bounded random sample of one activation's outputs (per channel if asked), kept per
+    global batch so that ranks can merge their samples in one-process order."""
 
     def __init__(self, per_channel: bool, generator: torch.Generator) -> None:
         self.per_channel, self.generator, self.chunks = per_channel, generator, []
+        self.batch = 0  # global index of the batch being observed
+
+    def _flat(self, output: Tensor) -> Tensor:
+        y = output.detach().float()
+        return y.transpose(0, 1).reshape(y.shape[1], -1) if self.per_channel else y.reshape(1, -1)
+
+    def _draw(self, rows: int, cols: int) -> Tensor | None:
+        keep = max(1, _SAMPLES_PER_BATCH // rows)
+        return torch.randint(cols, (keep,), generator=self.generator) if cols > keep else None
 
     def __call__(self, module: nn.Module, args: tuple, output: Tensor) -> None:
-        y = output.detach().float()
-        flat = y.transpose(0, 1).reshape(y.shape[1], -1) if self.per_channel else y.reshape(1, -1)
-        keep = max(1, _SAMPLES_PER_BATCH // flat.shape[0])
-        if flat.shape[1] > keep:
-            idx = torch.randint(flat.shape[1], (keep,), generator=self.generator)
+        flat = self._flat(output)
+        idx = self._draw(*flat.shape)
+        if idx is not None:
             flat = flat[:, idx.to(flat.device)]
-        self.chunks.append(flat.cpu())
+        self.chunks.append((self.batch, flat.cpu()))
 
-    def values(self) -> Tensor:
-        return torch.cat(self.chunks, dim=1)
+    def values(self, gather: bool) -> Tensor:
+        """The sample; with ``gather``, every rank's, in global batch order."""
+        chunks = gather_in_order(self.chunks) if gather else [c for _, c in self.chunks]
+        return torch.cat(chunks, dim=1)
+
+
+class _Skipper:
+    """Replays the draws of batches another rank observes, so the shared generator reaches
+    each of this rank's batches in the state one process would have."""
+
+    def __init__(self, samplers: dict[str, _Sampler], quants: dict[str, nn.Module]) -> None:
+        self.samplers, self.quants = samplers, quants
+        self.shapes: list[tuple[_Sampler, int, int]] | None = None  # per input row, fire order
+
+    def _probe(self, qann: nn.Module, row: Tensor) -> None:
+        shapes, handles = [], []
+        for name, q in self.quants.items():
+            sampler = self.samplers[name]
+
+            def hook(module, args, output, sampler=sampler):
+                shapes.append((sampler, *sampler._flat(output).shape))
+
+            handles.append(q.register_forward_hook(hook))
+        observing = {q: q.observing for q in self.quants.values()}
+        for q in self.quants.values():
+            q.observing = True
+        try:
+            qann(row)
+        finally:
+            for q, was in observing.items():
+                q.observing = was
+            for h in handles:
+                h.remove()
+        self.shapes = shapes
+
+    def skip(self, qann: nn.Module, x: Tensor, rows_per_batch: int, batches: int) -> None:
+        """Draw (and drop) what ``batches`` full batches of ``rows_per_batch`` rows draw."""
+        if batches <= 0:
+            return
+        if self.shapes is None:
+            self._probe(qann, x[:1])
+        for _ in range(batches):
+            for sampler, rows, cols in self.shapes:
+                sampler._draw(rows, cols * rows_per_batch)
 
 
 def _percentile(values: Tensor, percentile: float) -> Tensor:
@@ -172,10 +223,14 @@ def calibrate_thresholds(
 
     Args:
         qann: a model built by :func:`build_qann` (modified in place).
-        data: batches of inputs (see :func:`batch_inputs`), e.g. a DataLoader.
+        data: batches of inputs (see :func:`batch_inputs`), e.g. a DataLoader. Under
+            ``torch.distributed``, a loader from
+            :func:`~multispike.convert.distributed.shard_batches` splits the batches over the
+            ranks and the statistics are gathered before λ is chosen: every rank gets the λ
+            of one process reading the whole loader (``torch.equal``).
         method: ``"percentile"`` or ``"mse"``.
         percentile: the percentile for ``method="percentile"``.
-        num_batches: stop after this many batches (default: all).
+        num_batches: stop after this many (global) batches (default: all).
         progress: show a tqdm bar.
         seed: seed of the sub-sampling.
     """
@@ -186,31 +241,47 @@ def calibrate_thresholds(
     quants = quantizers(qann)
     generator = torch.Generator().manual_seed(seed)
     samplers = {n: _Sampler(q.per_channel, generator) for n, q in quants.items()}
-    handles = [q.register_forward_hook(samplers[n]) for n, q in quants.items()]
+    skipper = _Skipper(samplers, quants)
+    shard = rank_batches(data)  # a loader from shard_batches: this rank's global batches
     was_training = qann.training
     qann.eval()
     device = model_device(qann)
-    seen = 0
+    seen = expected = 0
+    handles = [q.register_forward_hook(samplers[n]) for n, q in quants.items()]
     try:
         for q in quants.values():
             q.observing = True
         total = num_batches if num_batches is not None else _maybe_len(data)
-        for batch in tqdm(data, total=total, desc="calibrating", disable=not progress):
-            if num_batches is not None and seen >= num_batches:
+        for local, batch in enumerate(
+            tqdm(data, total=total, desc="calibrating", disable=not progress)
+        ):
+            k = shard.global_index(local) if shard else local
+            if num_batches is not None and k >= num_batches:
                 break
-            qann(batch_inputs(batch).to(device))
-            seen += 1
+            x = batch_inputs(batch).to(device)
+            if k > expected:  # batches of other ranks: replay their draws
+                rows = x.shape[0] * shard.batch_size // shard.batch_length(k)
+                for h in handles:
+                    h.remove()
+                skipper.skip(qann, x, rows, k - expected)
+                handles = [q.register_forward_hook(samplers[n]) for n, q in quants.items()]
+            for sampler in samplers.values():
+                sampler.batch = k
+            qann(x)
+            seen, expected = seen + 1, k + 1
     finally:
         for q in quants.values():
             q.observing = False
         for h in handles:
             h.remove()
         qann.train(was_training)
+    if shard is not None:
+        seen = int(all_reduce_sum(torch.tensor(seen)))
     if seen == 0:
         raise ValueError("calibration data yielded no batch")
     thresholds = {}
     for name, q in quants.items():
-        values = samplers[name].values()
+        values = samplers[name].values(gather=shard is not None)
         if method == "percentile":
             lam = _percentile(values, percentile)
         else:

@@ -44,6 +44,7 @@ from multispike.convert import (
     model_device,
     neurons,
 )
+from multispike.convert.distributed import all_reduce_sum
 from multispike.convert.graph import get_module, traces_to_source
 from multispike.convert.quant import threshold_view
 
@@ -466,8 +467,10 @@ class ActivityMonitor:
         if not neurons:
             raise RuntimeError("ActivityMonitor saw no forward pass: run the SNN inside `with`")
         seen = [m for m in self.activity.values() if m.update_count]
-        sums = {key: sum(getattr(m, key) for m in seen) for key in SpikeActivity._STATES}
-        sums["samples"] = seen[0].samples  # every layer sees the same samples
+        keys = SpikeActivity._STATES
+        local = torch.stack([sum(getattr(m, key) for m in seen) for key in keys[:-1]])
+        local = torch.cat([local, seen[0].samples.reshape(1)])  # every layer sees the samples
+        sums = dict(zip(keys, all_reduce_sum(local.cpu()), strict=True))  # over ranks
         activity = _floats(_activity_compute(sums))
         total = {
             "synops": sum(s["synops"] for s in synapses.values()),

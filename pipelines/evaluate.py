@@ -15,6 +15,10 @@ Definitions:
   the QANN's own accuracy is on all ``F`` frames, like the ANN's;
 - Gaussian noise ``σ``: ``x + σ·ε``, ``ε ~ N(0, 1)``, on the normalised input; event noise
   ``p``: one spurious event added to every pixel of every frame with probability ``p``.
+
+Under ``torch.distributed``, loaders from :func:`multispike.convert.shard_batches` give each
+rank whole batches; the metrics are torchmetrics states and sums reduced over the ranks, the
+noise generator replays the other ranks' draws, so the result equals one process's.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tqdm.auto import tqdm
 
 from multispike.convert import SpikingNetwork, model_device, to_snn
 from multispike.convert.calibrate import batch_inputs
+from multispike.convert.distributed import all_reduce_sum, rank_and_world, rank_batches
 from multispike.distill.energy import (
     CostTable,
     analog_counts,
@@ -128,17 +133,18 @@ class _SNNRun:
             return {t + 1: float(v) for t, v in enumerate(values.reshape(-1))}
 
         top1 = per_step(self.top1.compute())
+        histogram = all_reduce_sum(self.latency)
         result = {
             "max_spikes": self.snn.net.meta["multispike"]["max_spikes"],
             "timesteps": self.steps,
-            "images": int(self.top1.total),
+            "images": int(histogram.sum()),
             "top1": top1[self.steps],
             "top1_at_t": top1,
             "top5_at_t": per_step(self.top5.compute()),
             "latency": {
-                "mean": float((self.latency * torch.arange(1, self.steps + 1)).sum())
-                / max(int(self.latency.sum()), 1),
-                "histogram": {t + 1: int(c) for t, c in enumerate(self.latency)},
+                "mean": float((histogram * torch.arange(1, self.steps + 1)).sum())
+                / max(int(histogram.sum()), 1),
+                "histogram": {t + 1: int(c) for t, c in enumerate(histogram)},
             },
         }
         if self.agreement.update_count:
@@ -250,21 +256,34 @@ def robustness(
     ``models`` maps a name to an ANN/QANN (logits) or a :class:`SpikingNetwork` (accuracy
     of the prediction after ``T`` steps). Every model sees the same noisy inputs.
     """
-    correct = {name: dict.fromkeys(levels, 0) for name in models}
+    correct = torch.zeros(len(models), len(levels), dtype=torch.long)
     total = 0
     generator = torch.Generator().manual_seed(seed)
     device = model_device(next(iter(models.values())))
-    for x, y in _batches(loader, "robustness", progress):
+    shard, expected = rank_batches(loader), 0
+    for local, (x, y) in enumerate(_batches(loader, "robustness", progress)):
+        k = shard.global_index(local) if shard else local
+        if k > expected:  # batches of other ranks: replay their draws
+            rows = x.shape[0] * shard.batch_size // shard.batch_length(k)
+            for _ in range(k - expected):
+                for level in levels:
+                    perturb_input(torch.zeros(rows, *x.shape[1:]), level, generator)
+        expected = k + 1
         total += len(y)
-        for level in levels:
+        for j, level in enumerate(levels):
             noisy = perturb_input(x, level, generator).to(device)
-            for name, model in models.items():
+            for i, model in enumerate(models.values()):
                 if isinstance(model, SpikingNetwork):
                     logits = model(student_input(noisy, None, model.timesteps)).mean(0)
                 else:
                     logits = teacher_logits(model, noisy)
-                correct[name][level] += int((logits.argmax(-1).cpu() == y).sum())
-    return {name: {lv: c / max(total, 1) for lv, c in by.items()} for name, by in correct.items()}
+                correct[i, j] += int((logits.argmax(-1).cpu() == y).sum())
+    correct = all_reduce_sum(correct)
+    total = max(int(all_reduce_sum(torch.tensor(total))), 1)
+    return {
+        name: {level: int(c) / total for level, c in zip(levels, row, strict=True)}
+        for name, row in zip(models, correct, strict=True)
+    }
 
 
 def matched_energy_ratio(multi: dict, binary: Sequence[dict], tolerance: float = 0.005) -> dict:
@@ -337,6 +356,10 @@ def evaluate(
         ``matched_energy``, ``robustness``, ``costs`` and, when asked, ``neurobench`` and
         ``codes``.
     """
+    if rank_and_world()[1] > 1 and (neurobench or codes):
+        raise ValueError(
+            "neurobench and codes run on one process: evaluate them with --trainer.devices 1"
+        )
     costs = costs or load_costs()
     levels = qann.meta["multispike"]["levels"]
     multi = SNNConfig(max_spikes or levels, timesteps)

@@ -21,11 +21,11 @@ RECIPE = ROOT / "pipelines" / "recipes" / "cifar10-vgg16.yaml"
 CPU = {
     "train": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
               "--trainer.precision", "32", "--model.torch_compile", "false"],
-    "convert": ["--device", "cpu", "--calibration_images", "16"],
+    "convert": ["--trainer.accelerator", "cpu", "--calibration_images", "16"],
     "distill": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
                 "--trainer.precision", "32", "--model.torch_compile", "false",
                 "--model.warmup_steps", "0"],
-    "evaluate": ["--device", "cpu", "--eval_images", "16", "--sweep", "[1x4]"],
+    "evaluate": ["--trainer.accelerator", "cpu", "--eval_images", "16", "--sweep", "[1x4]"],
 }  # fmt: skip
 
 

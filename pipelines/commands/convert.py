@@ -22,6 +22,7 @@ from typing import Literal
 import lightning as L
 
 import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
+from multispike.pipelines.engine import Engine
 
 __all__ = ["config", "convert", "main"]
 
@@ -44,7 +45,7 @@ def convert(
     reconstruct_iterations: int = 500,
     residual: Literal["sparse", "sew", "analog"] | None = None,
     eval_images: int | None = None,
-    device: str = "cpu",
+    trainer: Engine = Engine(),  # noqa: B008  (frozen dataclass)
     progress: bool = True,
 ) -> dict:
     """Calibrate an ANN into a multi-level quantized ANN and convert it to an SNN.
@@ -71,16 +72,20 @@ def convert(
         reconstruct_iterations: optimiser steps per block for ``calibration=reconstruct``.
         residual: rewire residual joins: ``sparse`` (barrier neurons), ``sew`` or ``analog``.
         eval_images: validation images of the report (default: the whole split).
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...
+        trainer: where it runs: ``--trainer.accelerator``, ``--trainer.devices``,
+            ``--trainer.num_nodes``, ``--trainer.strategy`` (see
+            :class:`~multispike.pipelines.engine.Engine`). With several processes each takes
+            whole calibration and validation batches; λ and the report equal one process's;
+            the reconstruction runs whole on every rank (it is sequential in its steps).
         progress: show progress bars.
     """
-    import torch
 
     from multispike.convert import (
         calibrate,
         conversion_report,
         reconstruct,
         rewire_residual,
+        shard_batches,
         to_snn,
     )
     from multispike.distill.data import RandomDataModule
@@ -93,22 +98,25 @@ def convert(
                         ("reconstruct_iterations", reconstruct_iterations)):  # fmt: skip
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be >= 1, got {value}")
+    fabric = trainer.launch()
+    main = fabric.global_rank == 0
+    progress = progress and main
     ann, kwargs = ann_and_data(
         model, data, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
         in_chans=in_chans,
     )  # fmt: skip
-    ann = ann.to(torch.device(device))
+    ann = ann.to(fabric.device)
     data.setup("fit")
     start = time.perf_counter()
     calib = data.calibration_dataloader(calibration_images)  # event data: single frames
     method = "mse" if calibration == "reconstruct" else calibration
     qann = calibrate(
-        ann, calib, levels, per_channel=per_channel, method=method, percentile=percentile,
-        progress=progress,
+        ann, shard_batches(calib), levels, per_channel=per_channel, method=method,
+        percentile=percentile, progress=progress,
     )  # fmt: skip
     if residual is not None:
-        qann = rewire_residual(qann, residual, calib, method=method, percentile=percentile,
-                               progress=progress)  # fmt: skip
+        qann = rewire_residual(qann, residual, shard_batches(calib), method=method,
+                               percentile=percentile, progress=progress)  # fmt: skip
     if calibration == "reconstruct":
         qann = reconstruct(qann, calib, images=calibration_images,
                            iterations=reconstruct_iterations, progress=progress)  # fmt: skip
@@ -124,15 +132,20 @@ def convert(
     if val:
         val = first_images(val, eval_images)
         eval_count = len(val.dataset)
-        accuracy = accuracy_summary(None if random else ann, qann, snn, val, progress=progress)
+        accuracy = accuracy_summary(
+            None if random else ann, qann, snn, shard_batches(val), progress=progress
+        )
         if random:
             accuracy = {k: v for k, v in accuracy.items() if "agreement" in k or "logit" in k}
     report = conversion_report(snn, name=model)
+    if not main:
+        return {}
     save(snn, output, model_name=model, model_kwargs=kwargs)
     payload = {
         **nested_metrics(accuracy),
         "conversion": report.to_dict(),
         "data": {"datamodule": type(data).__name__, "split": "val", "eval_images": eval_count},
+        "processes": fabric.world_size,
         "calibration": {"images": calibration_images, "method": calibration,
                         "percentile": percentile, "seconds": round(seconds, 2),
                         "reconstruct_iterations": reconstruct_iterations},

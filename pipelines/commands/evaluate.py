@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning as L
 
 import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
+from multispike.pipelines.engine import Engine
 
 __all__ = ["config", "evaluate", "main"]
 
@@ -37,7 +38,7 @@ def evaluate(
     energy_costs: Path | None = None,
     neurobench: bool = False,
     codes: bool = False,
-    device: str = "cpu",
+    trainer: Engine = Engine(),  # noqa: B008  (frozen dataclass)
     progress: bool = True,
 ) -> dict:
     """Evaluate a converted model folder on the test split and write the report.
@@ -60,14 +61,18 @@ def evaluate(
             multi-level SNN; its values go to ``metrics.json`` and ``report.md``.
         codes: also compare the QANN's spike codes (multi-level, binary rate, TTFS): accuracy,
             events, latency, energy, and robustness to input noise, spike deletion, jitter.
-        device: ``cpu``, ``cuda``, ...
+        trainer: where it runs: ``--trainer.accelerator``, ``--trainer.devices``,
+            ``--trainer.num_nodes``, ``--trainer.strategy`` (see
+            :class:`~multispike.pipelines.engine.Engine`). With several processes each takes
+            whole test batches and the metrics are reduced: ``metrics.json`` equals one
+            process's; ``neurobench`` and ``codes`` need one process.
         progress: show progress bars.
     """
     import json
 
     import torch
 
-    from multispike.convert import SpikingNetwork, qann_of
+    from multispike.convert import SpikingNetwork, qann_of, shard_batches
     from multispike.distill.energy import load_costs
     from multispike.pipelines.evaluate import SNNConfig, write_report
     from multispike.pipelines.evaluate import evaluate as run_evaluation
@@ -76,6 +81,10 @@ def evaluate(
 
     configs = [SNNConfig.parse(text) for text in sweep]
     costs = load_costs(energy_costs)
+    fabric = trainer.launch()
+    main = fabric.global_rank == 0
+    progress = progress and main
+    device = fabric.device
     saved = load(model_dir, device=device)
     arch = json.loads((Path(model_dir) / "config.json").read_text())["architecture"]
     ann, _ = ann_and_data(
@@ -92,13 +101,15 @@ def evaluate(
     test = data.test_dataloader()
     torch.set_num_threads(min(torch.get_num_threads(), 8))
     metrics = run_evaluation(
-        ann, saved, first_images(test, eval_images),
+        ann, saved, shard_batches(first_images(test, eval_images)),
         max_spikes=max_spikes or defaults["max_spikes"],
         timesteps=timesteps or defaults["timesteps"], binary_timesteps=binary_timesteps,
-        sweep=configs, sweep_loader=first_images(test, sweep_images or eval_images),
+        sweep=configs, sweep_loader=shard_batches(first_images(test, sweep_images or eval_images)),
         noise=noise, costs=costs, neurobench=neurobench, codes=codes, progress=progress,
     )  # fmt: skip
     metrics["model_dir"] = str(model_dir)
+    if not main:
+        return metrics
     write_report(metrics, output)
     print(_summary(metrics))
     print(f"report: {Path(output) / 'report.md'}")
