@@ -108,8 +108,11 @@ class SaveStudent(L.Callback):
         self._target = (dirpath, name, dict(kwargs))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self._save(trainer, pl_module)
+        trainer.strategy.barrier("save_student")  # a next stage may read it on any rank
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dirpath, name, kwargs = self._target  # resolved in on_fit_start
         state, which = chosen_state(trainer)
         student = pl_module.student
@@ -140,8 +143,11 @@ class SaveWeights(L.Callback):
         self._file = Path(self.path) if self.path else Path(root) / "model.safetensors"
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self._save(trainer, pl_module)
+        trainer.strategy.barrier("save_weights")  # a next stage may read it on any rank
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state, which = chosen_state(trainer)
         weights = pl_module.model.state_dict()
         if state is not None:

@@ -28,7 +28,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -265,20 +267,27 @@ def _run_stage(root: Path, stage: str, config: str, digest: str) -> dict[str, An
     folder = root / stage
     started = _read_json(folder / "started.json") or {}
     resume = folder.exists() and started.get("hash") == digest
+    last = _last_checkpoint(stage, config)
+    resume_from = ["--ckpt_path", str(last)] if resume and last and last.is_file() else []
+    module = importlib.import_module(f"multispike.pipelines.commands.{stage}")
+    start = time.perf_counter()
+    if not manages_run_folder():  # another process of a distributed stage: no bookkeeping
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(config)
+            code = module.main(["--config", str(path), *resume_from])
+        if code != 0:
+            raise StageError(_failed(stage, root, f"multispike {stage} exited with {code}"))
+        return {"hash": digest, "seconds": round(time.perf_counter() - start, 2),
+                "status": "ran", "config": config}  # fmt: skip
     if folder.exists() and not resume:
         shutil.rmtree(folder)  # outputs of another config: start over
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "started.json").write_text(json.dumps({"hash": digest}) + "\n")
     path = folder / "config.yaml"
     path.write_text(config)
-    argv = ["--config", str(path)]
-    last = _last_checkpoint(stage, config)
-    if resume and last is not None and last.is_file():
-        argv += ["--ckpt_path", str(last)]
-    module = importlib.import_module(f"multispike.pipelines.commands.{stage}")
-    start = time.perf_counter()
     try:
-        code = module.main(argv)
+        code = module.main(["--config", str(path), *resume_from])
     except Exception as err:
         raise StageError(_failed(stage, root, f"{type(err).__name__}: {err}")) from err
     if code != 0:
@@ -286,6 +295,15 @@ def _run_stage(root: Path, stage: str, config: str, digest: str) -> dict[str, An
     entry = {"hash": digest, "seconds": round(time.perf_counter() - start, 2)}
     (folder / "done.json").write_text(json.dumps(entry, indent=2) + "\n")
     return {**entry, "status": "ran", "config": config}
+
+
+def manages_run_folder() -> bool:
+    """Whether this process keeps the run folder's books (``started.json``, ``config.yaml``,
+    ``done.json``, removing a stale stage): the first process of the first node. A
+    distributed stage's other processes rerun the same command; they run each stage from the
+    same resolved options but leave the folder to it."""
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(key, "0") == "0" for key in keys)
 
 
 def _failed(stage: str, root: Path, cause: str) -> str:

@@ -38,12 +38,31 @@ def ann_and_data(
             raise ValueError(
                 f"--{flag} {given} contradicts --data {type(data).__name__}, which has {found}"
             )
+    if pretrained and checkpoint is None and num_classes is None and data_classes is not None:
+        _check_pretrained_classes(model, data, int(data_classes))
     kwargs = {"num_classes": num_classes or data_classes, "in_chans": in_chans or (shape or [0])[0]}
     kwargs = {k: int(v) for k, v in kwargs.items() if v}
     ann = load_model(model, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
     if hasattr(data, "adopt_model_config"):
         data.adopt_model_config(ann)
     return ann, kwargs
+
+
+def _check_pretrained_classes(model: str, data: L.LightningDataModule, classes: int) -> None:
+    """Refuse a pretrained classifier whose head does not match the data's classes: timm
+    would silently swap in a random head."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model)
+    trained = getattr(cfg, "num_classes", None)
+    if trained and trained != classes:
+        where = getattr(data, "path", None)
+        where = f" at {where}" if where else ""
+        raise ValueError(
+            f"--data {type(data).__name__}{where} has {classes} classes, but the pretrained "
+            f"{model} was trained on {trained}: give a dataset with its classes, or pass "
+            f"--num_classes {classes} to start a new (random) classifier head on purpose"
+        )
 
 
 def first_images(loader: DataLoader, images: int | None) -> DataLoader:

@@ -139,6 +139,7 @@ def convert(
             accuracy = {k: v for k, v in accuracy.items() if "agreement" in k or "logit" in k}
     report = conversion_report(snn, name=model)
     if not main:
+        fabric.barrier()  # the next stage reads what rank 0 writes
         return {}
     save(snn, output, model_name=model, model_kwargs=kwargs)
     payload = {
@@ -155,6 +156,7 @@ def convert(
     if accuracy:
         print(_summary(accuracy, timesteps, eval_count))
     print(f"saved to {output}/ (config.json, model.safetensors, report.json)")
+    fabric.barrier()
     return payload
 
 

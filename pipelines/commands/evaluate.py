@@ -108,11 +108,11 @@ def evaluate(
         noise=noise, costs=costs, neurobench=neurobench, codes=codes, progress=progress,
     )  # fmt: skip
     metrics["model_dir"] = str(model_dir)
-    if not main:
-        return metrics
-    write_report(metrics, output)
-    print(_summary(metrics))
-    print(f"report: {Path(output) / 'report.md'}")
+    if main:
+        write_report(metrics, output)
+        print(_summary(metrics))
+        print(f"report: {Path(output) / 'report.md'}")
+    fabric.barrier()  # the next stage reads what rank 0 writes
     return metrics
 
 

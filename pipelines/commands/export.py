@@ -33,9 +33,12 @@ def export(
         opset: ONNX only: the opset version.
     """
     from multispike.convert import SpikingNetwork
+    from multispike.convert.distributed import rank_and_world
     from multispike.pipelines.export import ExportError, export_nir, export_onnx
     from multispike.pipelines.serialize import load
 
+    if rank_and_world()[0] != 0:  # a distributed run's other ranks: rank 0 writes the file
+        return Path(output)
     model = load(model_dir)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":

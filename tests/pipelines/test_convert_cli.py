@@ -157,3 +157,18 @@ def test_reconstruct_calibration_writes_the_usual_report_and_stays_exact(tmp_pat
     assert report["calibration"]["method"] == "reconstruct"
     assert report["snn"]["agreement_with_qann"] == 1.0 and report["snn"]["max_abs_logit_diff"] == 0
     assert 0.0 <= report["qann"]["top1"] <= 1.0
+
+
+def test_a_pretrained_head_of_other_classes_is_refused_naming_the_folder(tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    for split in ("train", "val"):
+        for name in ("a", "b", "c"):
+            (root / split / name).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / split / name / "0.png")
+    data = ["--data", "ImageFolderDataModule", "--data.path", str(root), "--data.image_size", "8"]
+    code, out = _convert(tmp_path, "--model", "ms_resnet20", "--pretrained", "true", *data)
+    err = capsys.readouterr().err
+    assert code == 2 and str(root) in err and "3 classes" in err and "trained on 10" in err
+    assert "--num_classes 3" in err and not out.exists()

@@ -218,6 +218,7 @@ def test_cli_reports_a_bad_override_with_exit_code_2(capsys):
 def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
     assert set(recipe_names()) >= {
         "digits", "cifar10-resnet20", "cifar10-vgg16", "nmnist", "imagenet-resnet18",
+        "imagenet-resnet50",
     }  # fmt: skip
     for name in recipe_names():
         result = run(name, tmp_path / name, dry_run=True, progress=False)
@@ -226,3 +227,29 @@ def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
             assert "${run}" not in record["config"], (name, stage)
             assert isinstance(yaml.safe_load(record["config"]), dict)
         assert not (tmp_path / name).exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    "env,manager",
+    [({}, True), ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, True), ({"LOCAL_RANK": "1"}, False),
+     ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False), ({"SLURM_PROCID": "3"}, False)],
+)  # fmt: skip
+def test_only_the_first_process_keeps_the_run_folders_books(monkeypatch, env, manager):
+    from multispike.pipelines.run import manages_run_folder
+
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert manages_run_folder() is manager
+
+
+@pytest.mark.slow
+def test_another_process_runs_a_stage_without_touching_the_books(copy_of, recipe, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")  # as in a process a distributed stage launched
+    changed = {**SHRUNK, "evaluate": [*SHRUNK["evaluate"], "--binary_timesteps", "1"]}
+    books = ["evaluate/config.yaml", "evaluate/started.json", "evaluate/done.json"]
+    before = {name: (copy_of / name).read_text() for name in books}
+    result = run(recipe, copy_of, changed, progress=False)
+    assert result["stages"]["evaluate"]["status"] == "ran"
+    assert {name: (copy_of / name).read_text() for name in books} == before

@@ -111,8 +111,11 @@ def test_explicit_dirpath_name_and_kwargs_and_only_rank_zero_writes(tmp_path):
     assert (tmp_path / "out" / CONFIG_FILE).is_file()
     assert not (tmp_path / "student").exists()
     shutil.rmtree(tmp_path / "out")
-    callback.on_fit_end(SimpleNamespace(is_global_zero=False), system)
+    barriers = []
+    strategy = SimpleNamespace(barrier=barriers.append)
+    callback.on_fit_end(SimpleNamespace(is_global_zero=False, strategy=strategy), system)
     assert not (tmp_path / "out").exists()
+    assert barriers == ["save_student"]  # it waits for rank 0 to write before going on
 
 
 def test_a_teacher_without_a_timm_name_fails_before_training(tmp_path):
