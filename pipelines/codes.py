@@ -128,12 +128,20 @@ def _accuracy(model: nn.Module, loader: Iterable, kind: str, level: float, seed:
 
 
 def _robustness(
-    model, loader, levels: dict[str, Sequence[float]], temporal: bool, seed: int, clean: float
+    model,
+    loader,
+    levels: dict[str, Sequence[float]],
+    temporal: bool,
+    seed: int,
+    clean: float | None,
 ):
-    """Top-1 under each perturbation level; level 0 is the clean path (``clean``, not rerun)."""
+    """Top-1 under each perturbation level; level 0 is the clean path (``clean`` when given,
+    not rerun)."""
 
     def accuracy(kind: str, level: float) -> float:
-        return clean if level == 0 else _accuracy(model, loader, kind, level, seed)
+        if level == 0 and clean is not None:
+            return clean
+        return _accuracy(model, loader, kind, level, seed)
 
     return {
         kind: {float(v): accuracy(kind, float(v)) for v in values}
@@ -154,6 +162,7 @@ def compare_codes(
     costs: CostTable | None = None,
     seed: int = 0,
     progress: bool = True,
+    noise_loader: Iterable | None = None,
 ) -> list[dict]:
     """The three codes of ``qann`` on ``loader``: one row per code (see the module docstring).
 
@@ -165,6 +174,8 @@ def compare_codes(
         costs: energy cost table (default :func:`load_costs`).
         seed: seeds every perturbation.
         progress: tqdm bars for the clean pass.
+        noise_loader: data of the perturbed passes (default ``loader``); their level-0
+            entry is then this data's clean top-1.
 
     Returns:
         Rows ``{"code", "label", "top1", "events", "synops", "payload_bits",
@@ -195,14 +206,17 @@ def compare_codes(
             "latency_steps": snn.timesteps,
             "energy": energy(counts, costs),
             "robustness": _robustness(
-                snn, loader, perturb, snn.timesteps > 1, seed, run["top1"]
+                snn, noise_loader or loader, perturb, snn.timesteps > 1, seed,
+                None if noise_loader else run["top1"],
             ),
         })  # fmt: skip
-    rows.append(_ttfs_row(ttfs, runs[0], loader, costs, perturb, seed))
+    rows.append(_ttfs_row(ttfs, runs[0], loader, costs, perturb, seed, noise_loader))
     return rows
 
 
-def _ttfs_row(ttfs: TTFSNetwork, multi_run: dict, loader, costs, perturb, seed) -> dict:
+def _ttfs_row(
+    ttfs: TTFSNetwork, multi_run: dict, loader, costs, perturb, seed, noise_loader
+) -> dict:
     events = correct = total = 0
     with torch.no_grad():
         for x, y in loader:
@@ -230,5 +244,7 @@ def _ttfs_row(ttfs: TTFSNetwork, multi_run: dict, loader, costs, perturb, seed) 
         "payload_bits": 0,
         "latency_steps": ttfs.latency_steps,
         "energy": energy(counts, costs),
-        "robustness": _robustness(ttfs, loader, perturb, True, seed, top1),
+        "robustness": _robustness(
+            ttfs, noise_loader or loader, perturb, True, seed, None if noise_loader else top1
+        ),
     }

@@ -341,7 +341,8 @@ def evaluate(
         sweep: extra ``(N, T)`` configurations for accuracy against energy.
         sweep_loader: data of the sweep (default ``loader``).
         noise: Gaussian σ (images) or event probability (event frames); empty to skip.
-        noise_loader: data of the robustness test (default ``loader``).
+        noise_loader: data of the robustness tests, this one's and the codes' (default
+            ``loader``).
         costs: energy cost table (default :func:`load_costs`).
         neurobench: also run NeuroBench's harness on the multi-level SNN (``loader``'s data;
             see :mod:`multispike.pipelines.neurobench`).
@@ -421,6 +422,7 @@ def evaluate(
         result["codes"] = compare_codes(
             qann, loader, rate_timesteps=list(dict.fromkeys(rates)),
             noise=[v for v in noise if v > 0] or (0.1,), costs=costs, progress=progress,
+            noise_loader=noise_loader,
         )  # fmt: skip
     return result
 

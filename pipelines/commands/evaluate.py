@@ -35,6 +35,7 @@ def evaluate(
     noise: list[float] = [],  # noqa: B006
     eval_images: int | None = None,
     sweep_images: int | None = None,
+    noise_images: int | None = None,
     energy_costs: Path | None = None,
     neurobench: bool = False,
     codes: bool = False,
@@ -56,6 +57,8 @@ def evaluate(
         noise: Gaussian σ (images) or spurious-event probability (events); empty: none.
         eval_images: the first images of the test split (default: all of them).
         sweep_images: images of the sweep (default: ``eval_images``).
+        noise_images: images of the robustness tests, input noise and the codes'
+            perturbations (default: ``eval_images``).
         energy_costs: a YAML/JSON cost table overriding the defaults.
         neurobench: also run NeuroBench's harness (``pip install neurobench``) on the
             multi-level SNN; its values go to ``metrics.json`` and ``report.md``.
@@ -105,9 +108,11 @@ def evaluate(
         max_spikes=max_spikes or defaults["max_spikes"],
         timesteps=timesteps or defaults["timesteps"], binary_timesteps=binary_timesteps,
         sweep=configs, sweep_loader=shard_batches(first_images(test, sweep_images or eval_images)),
+        noise_loader=shard_batches(first_images(test, noise_images or eval_images)),
         noise=noise, costs=costs, neurobench=neurobench, codes=codes, progress=progress,
     )  # fmt: skip
     metrics["model_dir"] = str(model_dir)
+    metrics["noise_images"] = len(first_images(test, noise_images or eval_images).dataset)
     if main:
         write_report(metrics, output)
         print(_summary(metrics))

@@ -116,3 +116,22 @@ def test_evaluate_reports_the_codes(setup, tmp_path):
     assert "## Spike codes of the QANN" in report and "spike deletion 0.1" in report
     for name in ("events", "latency", "noise", "deletion"):
         assert (tmp_path / f"codes_accuracy_vs_{name}.png").stat().st_size > 0
+
+
+def test_perturbed_passes_read_their_own_images(setup):
+    qann, loader, x = setup
+    y = loader.dataset.tensors[1]
+    first = DataLoader(TensorDataset(x[:8], y[:8]), batch_size=8)
+    rows = compare_codes(qann, loader, rate_timesteps=[4], noise=[0.3], deletion=[0.2],
+                         jitter=[0.25], progress=False, noise_loader=first)  # fmt: skip
+    with torch.no_grad():
+        exact = (qann(x[:8]).argmax(-1) == y[:8]).float().mean().item()
+        rate = to_snn(qann, 1, 4)(x[:8]).mean(0)
+        rate = (rate.argmax(-1) == y[:8]).float().mean().item()
+    heads = {"multi-level": exact, "rate": rate, "ttfs": exact}
+    for row in rows:  # clean rows on all 24 images, perturbed ones on the first 8
+        assert row["robustness"]["deletion"][0.0] == pytest.approx(heads[row["code"]])
+        assert row["robustness"]["input"][0.0] == pytest.approx(heads[row["code"]])
+    whole = compare_codes(qann, loader, rate_timesteps=[4], noise=[0.3], deletion=[0.2],
+                          jitter=[0.25], progress=False)  # fmt: skip
+    assert [r["top1"] for r in rows] == [r["top1"] for r in whole]
