@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,8 +33,11 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     Args:
         path: The folder (``DIR``).
-        image_size: Side of the square crops fed to the model (224 for ImageNet models).
-        resize_size: Shorter side before the centre crop; default ``round(image_size / 0.875)``.
+        image_size: Side of the square crops fed to the model; default: the model's
+            ``pretrained_cfg["input_size"]`` once :meth:`adopt_model_config` saw it, else 224.
+        resize_size: Shorter side before the centre crop; default ``⌊image_size / crop_pct⌋``
+            with the model's ``crop_pct`` (else 0.875) and its interpolation, as timm's eval
+            transform.
         test_fraction: Share of each class of a single tree used as test split.
         split_seed: Seed of that split.
         **kwargs: Options of :class:`ClassificationDataModule`.
@@ -45,7 +49,7 @@ class ImageFolderDataModule(ClassificationDataModule):
     def __init__(
         self,
         path: str | Path,
-        image_size: int = 224,
+        image_size: int | None = None,
         resize_size: int | None = None,
         test_fraction: float = 0.2,
         split_seed: int = 0,
@@ -55,10 +59,25 @@ class ImageFolderDataModule(ClassificationDataModule):
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         self.path = Path(path).expanduser()
-        self.image_size = image_size
-        self.resize_size = resize_size or round(image_size / 0.875)
+        self._image_size, self._resize_size = image_size, resize_size
         self.test_fraction, self.split_seed = test_fraction, split_seed
-        self.input_shape = (3, image_size, image_size)
+
+    @property
+    def image_size(self) -> int:
+        """Crop side: given, else the model's ``pretrained_cfg["input_size"]``, else 224."""
+        return self._image_size or int(self._model_config.get("input_size", (3, 224, 224))[-1])
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop: given, else ``⌊image_size / crop_pct⌋`` with
+        the model's ``crop_pct`` (timm's eval transform), else 0.875."""
+        if self._resize_size:
+            return self._resize_size
+        return math.floor(self.image_size / self._model_config.get("crop_pct", 0.875))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
 
     def _folders(self) -> tuple[Path, Path | None]:
         """``(train folder, evaluation folder)``; the latter is ``None`` for a single tree."""
@@ -119,4 +138,8 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def eval_geometry(self) -> list[Callable]:
         """Shorter side to ``resize_size``, then the central ``image_size`` square."""
-        return [v2.Resize(self.resize_size, antialias=True), v2.CenterCrop(self.image_size)]
+        mode = v2.InterpolationMode(self._model_config.get("interpolation", "bilinear"))
+        return [
+            v2.Resize(self.resize_size, interpolation=mode, antialias=True),
+            v2.CenterCrop(self.image_size),
+        ]

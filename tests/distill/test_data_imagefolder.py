@@ -65,3 +65,21 @@ def test_imagefolder_errors(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "val" / "dog" / "a.png")
     with pytest.raises(DataNotFoundError, match=r"has classes \['dog'\].*\['cat'\]"):
         ImageFolderDataModule(tmp_path).setup()
+
+
+def test_eval_geometry_follows_the_models_pretrained_cfg(tmp_path):
+    import timm
+
+    _tree(tmp_path, per_class=2)
+    resnet50 = timm.create_model("resnet50", pretrained=False)  # crop_pct 0.95, bicubic
+    dm = ImageFolderDataModule(tmp_path)
+    assert (dm.image_size, dm.resize_size) == (224, 256)  # no model yet: 224 / 0.875
+    dm.adopt_model_config(resnet50)
+    assert (dm.input_shape, dm.resize_size) == ((3, 224, 224), 235)  # ⌊224 / 0.95⌋
+    resize, crop = dm.eval_geometry()
+    assert (
+        resize.size == [235] and resize.interpolation.value == "bicubic" and crop.size == (224, 224)
+    )
+    given = ImageFolderDataModule(tmp_path, image_size=96, resize_size=100)
+    given.adopt_model_config(resnet50)
+    assert (given.image_size, given.resize_size) == (96, 100)  # explicit values win
