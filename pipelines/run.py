@@ -20,7 +20,8 @@ Each stage writes its resolved options to ``<run>/<stage>/config.yaml`` and then
 exactly as ``multispike <stage> --config <run>/<stage>/config.yaml`` would. A stage that
 finished writes ``done.json`` with the hash of its resolved options and of every earlier
 stage's, so a restarted run skips it; a changed section reruns that stage and every later
-one; an interrupted Lightning stage resumes from its ``last.ckpt``.
+one, after moving each one's old folder (checkpoints included) to ``<stage>.previous``;
+an interrupted Lightning stage resumes from its ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -280,8 +281,10 @@ def _run_stage(root: Path, stage: str, config: str, digest: str) -> dict[str, An
             raise StageError(_failed(stage, root, f"multispike {stage} exited with {code}"))
         return {"hash": digest, "seconds": round(time.perf_counter() - start, 2),
                 "status": "ran", "config": config}  # fmt: skip
-    if folder.exists() and not resume:
-        shutil.rmtree(folder)  # outputs of another config: start over
+    if folder.exists() and not resume:  # outputs of another config: set aside, start over
+        previous = folder.with_name(f"{stage}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        folder.rename(previous)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "started.json").write_text(json.dumps({"hash": digest}) + "\n")
     path = folder / "config.yaml"

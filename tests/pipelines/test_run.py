@@ -123,6 +123,8 @@ def test_changed_section_reruns_that_stage_and_later_ones(copy_of, recipe):
     assert snn_file.stat().st_mtime_ns == before
     metrics = json.loads((copy_of / "evaluate" / "metrics.json").read_text())
     assert metrics["binary"]["timesteps"] == 1
+    old = json.loads((copy_of / "evaluate.previous" / "metrics.json").read_text())
+    assert old["binary"]["timesteps"] == 2  # the replaced outputs are kept aside, not deleted
 
 
 @pytest.mark.slow
