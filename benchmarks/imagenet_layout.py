@@ -1,0 +1,178 @@
+"""ImageNet-size models through the command-line stages, on an ImageNet-layout folder.
+
+    python benchmarks/imagenet_layout.py --models resnet50 resnet18 vgg16_bn mobilenetv2_100
+
+Builds ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` from the shared CIFAR-10
+(``MULTISPIKE_DATA``), upscaled to 224 × 224 (10 classes; no ImageNet here), then for each timm
+model (random weights saved to a file first: no hub, and every stage sees the same weights):
+
+- ``multispike convert`` (``ImageFolderDataModule``, timm eval transforms at 224 px, L = 8,
+  per-channel, percentile, ``--calibration_images`` from ``DIR/train``; its report on 64
+  held-out images), and
+- ``multispike evaluate`` on ``--eval_images`` of ``DIR/val`` (ANN, QANN, SNN N = L, T = 1 and
+  a binary N = 1, T = 1 SNN; no sweeps, no noise),
+
+each in its own process, timed (wall seconds) with its peak resident memory
+(``ru_maxrss``; the data-loader worker is a separate process, not counted); and images/s of
+the ANN, the QANN and the SNN(T = 1) on batches of the folder's images in this process.
+Accuracy means nothing here (random weights); times and memory do. Raw results: ``--json``
+(default ``benchmarks/results/imagenet_layout.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+STAGE = (
+    "import resource, sys\n"
+    "from multispike.pipelines.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def make_folder(root: Path, train: int, val: int, size: int = 224) -> Path:
+    """CIFAR-10 images upscaled to ``size`` in the ImageNet layout (kept if already there)."""
+    import numpy as np
+    from PIL import Image
+
+    done = root / f"done-{train}-{val}-{size}"
+    if done.exists():
+        return root
+    data = Path(os.environ.get("MULTISPIKE_DATA", "../shared/data")) / "cifar10/cifar10-full.npz"
+    with np.load(data) as arrays:  # an NpzFile rereads an array at every key lookup
+        names = [str(n) for n in arrays["label_names"]]
+        splits = [("train", arrays["train_x"][:train], arrays["train_y"][:train]),
+                  ("val", arrays["test_x"][:val], arrays["test_y"][:val])]  # fmt: skip
+    for split, images, labels in splits:
+        for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / names[int(label)]
+            folder.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(pixels).resize((size, size), Image.BILINEAR)
+            image.save(folder / f"{i:05d}.jpg", quality=90)
+    done.touch()
+    return root
+
+
+def run_stage(argv: list[str], threads: int) -> dict:
+    """One ``multispike`` command in its own process: wall seconds and peak memory."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", STAGE, *argv], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"multispike {argv[0]} failed:\n{done.stderr[-3000:]}")
+    kib = int(done.stdout.rsplit("MAXRSS_KIB", 1)[1].split()[0])
+    return {"seconds": round(seconds, 1), "peak_rss_gib": round(kib / 2**20, 2)}
+
+
+def images_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
+    with torch.inference_mode():
+        model(x)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+        return repeats * x.shape[0] / (time.perf_counter() - start)
+
+
+def throughput(name: str, weights: Path, model_dir: Path, data_args: dict, repeats: int) -> dict:
+    from multispike.distill.data import ImageFolderDataModule
+    from multispike.pipelines import load
+    from multispike.pipelines.sources import ann_and_data
+
+    data = ImageFolderDataModule(**data_args)
+    ann, _ = ann_and_data(name, data, checkpoint=str(weights))
+    data.setup("test")
+    x, _ = next(iter(data.test_dataloader()))
+    snn, qann = load(model_dir).eval(), load(model_dir, kind="qann").eval()
+    speed = {k: images_per_second(m, x, repeats) for k, m in
+             (("ann", ann.eval()), ("qann", qann), ("snn_t1", snn))}  # fmt: skip
+    speed = {k: round(v, 2) for k, v in speed.items()}
+    return {"images_per_s": speed, "batch": int(x.shape[0]),
+            "snn_over_ann": round(speed["snn_t1"] / speed["ann"], 3)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet50", "resnet18", "vgg16_bn",
+                                                         "mobilenetv2_100"])  # fmt: skip
+    parser.add_argument("--output", type=Path, default=Path("runs/imagenet_layout"))
+    parser.add_argument("--train-images", type=int, default=1200)
+    parser.add_argument("--val-images", type=int, default=2000)
+    parser.add_argument("--calibration-images", type=int, default=1024)
+    parser.add_argument("--eval-images", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--json", type=Path, default=Path("benchmarks/results/imagenet_layout.json")
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from safetensors.torch import save_file
+
+    from multispike.zoo import load_model
+
+    root = make_folder(args.output / "data", args.train_images, args.val_images)
+    data_args = {"path": str(root), "batch_size": args.batch,
+                 "num_workers": 1, "val_size": 64}  # fmt: skip
+    data_flags = ["--data", "ImageFolderDataModule"]
+    data_flags += [f"--data.{k}={v}" for k, v in data_args.items()]
+    results = []
+    for name in args.models:
+        torch.manual_seed(0)
+        weights = args.output / name / "ann.safetensors"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        ann = load_model(name, num_classes=10)
+        save_file({k: v.contiguous() for k, v in ann.state_dict().items()}, str(weights))
+        model_dir = args.output / name / "convert"
+        convert = run_stage(["convert", "--model", name, "--checkpoint", str(weights),
+                             *data_flags, "--levels", "8", "--per_channel", "true",
+                             "--calibration_images", str(args.calibration_images),
+                             "--eval_images", "64", "--output", str(model_dir),
+                             "--progress", "false"], args.threads)  # fmt: skip
+        report = json.loads((model_dir / "report.json").read_text())
+        convert["calibrate_and_convert_seconds"] = report["calibration"]["seconds"]
+        evaluate = run_stage(["evaluate", "--model_dir", str(model_dir), "--checkpoint",
+                              str(weights), *data_flags, "--eval_images", str(args.eval_images),
+                              "--binary_timesteps", "1", "--noise", "[]", "--output",
+                              str(args.output / name / "evaluate"), "--progress", "false"],
+                             args.threads)  # fmt: skip
+        metrics = json.loads((args.output / name / "evaluate" / "metrics.json").read_text())
+        row = {"model": name, "convert": convert, "evaluate": evaluate,
+               "evaluate_images": metrics["snn"]["images"],
+               "snn_equals_qann": metrics["snn"]["agreement_with_qann"] == 1.0
+               and metrics["snn"]["max_abs_logit_diff"] == 0.0,
+               **throughput(name, weights, model_dir, data_args, args.repeats)}  # fmt: skip
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    rows = {r["model"]: r for r in _previous(args.json)}  # a rerun replaces its models' rows
+    rows.update({r["model"]: r for r in results})
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "command": "python benchmarks/imagenet_layout.py --models MODEL [--eval-images N]",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
+                   f"torch {torch.__version__}",
+        "calibration_images": args.calibration_images,
+        "results": list(rows.values()),
+    }, indent=2) + "\n")  # fmt: skip
+
+
+def _previous(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["results"] if path.is_file() else []
+
+
+if __name__ == "__main__":
+    main()
