@@ -260,7 +260,7 @@ def calibrate_thresholds(
                 break
             x = batch_inputs(batch).to(device)
             if k > expected:  # batches of other ranks: replay their draws
-                rows = x.shape[0] * shard.batch_size // shard.batch_length(k)
+                rows = shard.full_batch_rows(k, x.shape[0])
                 for h in handles:
                     h.remove()
                 skipper.skip(qann, x, rows, k - expected)

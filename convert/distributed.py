@@ -66,6 +66,11 @@ class RankBatches(Sampler[list[int]]):
         """Samples in global batch ``k``."""
         return min(self.batch_size, self.size - k * self.batch_size)
 
+    def full_batch_rows(self, k: int, rows: int) -> int:
+        """Input rows of a full batch, given that global batch ``k`` collated to ``rows``
+        (event loaders collate several rows per sample)."""
+        return rows * self.batch_size // self.batch_length(k)
+
     def __iter__(self) -> Iterator[list[int]]:
         for k in range(self.rank, self.batches, self.world):
             yield list(range(k * self.batch_size, k * self.batch_size + self.batch_length(k)))

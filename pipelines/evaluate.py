@@ -264,7 +264,7 @@ def robustness(
     for local, (x, y) in enumerate(_batches(loader, "robustness", progress)):
         k = shard.global_index(local) if shard else local
         if k > expected:  # batches of other ranks: replay their draws
-            rows = x.shape[0] * shard.batch_size // shard.batch_length(k)
+            rows = shard.full_batch_rows(k, x.shape[0])
             for _ in range(k - expected):
                 for level in levels:
                     perturb_input(torch.zeros(rows, *x.shape[1:]), level, generator)
