@@ -6,7 +6,8 @@ Builds ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` from the shared
 (``MULTISPIKE_DATA``), upscaled to 224 × 224 (10 classes; no ImageNet here), then for each timm
 model (random weights saved to a file first: no hub, and every stage sees the same weights):
 
-- ``multispike convert`` (``ImageFolderDataModule``, timm eval transforms at 224 px, L = 8,
+- ``multispike convert`` (``ImageFolderDataModule``, timm eval transforms at 224 px, batches
+  in channels-last memory format unless ``--no-channels-last``, L = 8,
   per-channel, percentile, ``--calibration_images`` from ``DIR/train``; its report on 64
   held-out images), and
 - ``multispike evaluate`` on ``--eval_images`` of ``DIR/val`` (ANN, QANN, SNN N = L, T = 1 and
@@ -116,6 +117,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--data.channels_last for every stage and the throughput batches",
+    )
+    parser.add_argument(
         "--json", type=Path, default=Path("benchmarks/results/imagenet_layout.json")
     )
     args = parser.parse_args()
@@ -125,8 +132,8 @@ def main() -> None:
     from multispike.zoo import load_model
 
     root = make_folder(args.output / "data", args.train_images, args.val_images)
-    data_args = {"path": str(root), "batch_size": args.batch,
-                 "num_workers": 1, "val_size": 64}  # fmt: skip
+    data_args = {"path": str(root), "batch_size": args.batch, "num_workers": 1, "val_size": 64,
+                 "channels_last": args.channels_last}  # fmt: skip
     data_flags = ["--data", "ImageFolderDataModule"]
     data_flags += [f"--data.{k}={v}" for k, v in data_args.items()]
     results = []
@@ -150,14 +157,20 @@ def main() -> None:
                               str(args.output / name / "evaluate"), "--progress", "false"],
                              args.threads)  # fmt: skip
         metrics = json.loads((args.output / name / "evaluate" / "metrics.json").read_text())
-        row = {"model": name, "convert": convert, "evaluate": evaluate,
+        row = {"model": name, "channels_last": args.channels_last, "convert": convert,
+               "evaluate": evaluate,
                "evaluate_images": metrics["snn"]["images"],
                "snn_equals_qann": metrics["snn"]["agreement_with_qann"] == 1.0
                and metrics["snn"]["max_abs_logit_diff"] == 0.0,
                **throughput(name, weights, model_dir, data_args, args.repeats)}  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
-    rows = {r["model"]: r for r in _previous(args.json)}  # a rerun replaces its models' rows
+        write_rows(args, results)  # after every model: a long run keeps what it measured
+
+
+def write_rows(args: argparse.Namespace, results: list[dict]) -> None:
+    """Merge ``results`` into ``--json``: a rerun replaces its models' rows, keeps the rest."""
+    rows = {r["model"]: r for r in _previous(args.json)}
     rows.update({r["model"]: r for r in results})
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({

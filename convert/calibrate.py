@@ -122,26 +122,41 @@ def batch_inputs(batch: Any) -> Tensor:
 
 class _Sampler:
     """Bounded random sample of one activation's outputs (per channel if asked), kept per
-    global batch so that ranks can merge their samples in one-process order."""
+    global batch so that ranks can merge their samples in one-process order.
+
+    A batch's output ``(B, C, *S)`` is seen as a ``rows × cols`` table: per channel, row c
+    holds channel c at every (sample, position), column ``b·|S| + s``; per layer, one row
+    of everything. Only the drawn columns are copied out of the activation.
+    """
 
     def __init__(self, per_channel: bool, generator: torch.Generator) -> None:
         self.per_channel, self.generator, self.chunks = per_channel, generator, []
         self.batch = 0  # global index of the batch being observed
 
-    def _flat(self, output: Tensor) -> Tensor:
-        y = output.detach().float()
-        return y.transpose(0, 1).reshape(y.shape[1], -1) if self.per_channel else y.reshape(1, -1)
+    def shape(self, output: Tensor) -> tuple[int, int]:
+        """``(rows, cols)`` of the table ``output`` is seen as."""
+        if self.per_channel:
+            return output.shape[1], output.numel() // output.shape[1]
+        return 1, output.numel()
 
     def _draw(self, rows: int, cols: int) -> Tensor | None:
         keep = max(1, _SAMPLES_PER_BATCH // rows)
         return torch.randint(cols, (keep,), generator=self.generator) if cols > keep else None
 
+    def _take(self, output: Tensor, idx: Tensor | None) -> Tensor:
+        y = output.detach()
+        if idx is None:  # the whole (small) table
+            return y.transpose(0, 1).flatten(1) if self.per_channel else y.reshape(1, -1)
+        idx = idx.to(y.device)
+        if not self.per_channel:  # element idx in (B, C, *S) order, whatever the memory layout
+            return y[torch.unravel_index(idx, y.shape)].unsqueeze(0)
+        positions = math.prod(y.shape[2:])
+        where = torch.unravel_index(idx % positions, y.shape[2:])
+        return y[(idx // positions, slice(None), *where)].t()  # column b·|S| + s of the table
+
     def __call__(self, module: nn.Module, args: tuple, output: Tensor) -> None:
-        flat = self._flat(output)
-        idx = self._draw(*flat.shape)
-        if idx is not None:
-            flat = flat[:, idx.to(flat.device)]
-        self.chunks.append((self.batch, flat.cpu()))
+        idx = self._draw(*self.shape(output))
+        self.chunks.append((self.batch, self._take(output, idx).float().cpu()))
 
     def values(self, gather: bool) -> Tensor:
         """The sample; with ``gather``, every rank's, in global batch order."""
@@ -163,7 +178,7 @@ class _Skipper:
             sampler = self.samplers[name]
 
             def hook(module, args, output, sampler=sampler):
-                shapes.append((sampler, *sampler._flat(output).shape))
+                shapes.append((sampler, *sampler.shape(output)))
 
             handles.append(q.register_forward_hook(hook))
         observing = {q: q.observing for q in self.quants.values()}

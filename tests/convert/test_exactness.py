@@ -1,6 +1,7 @@
 """SNN(T=1, N=L) equals the QANN bit for bit on every supported family; inputs stay untouched."""
 
 import copy
+import math
 
 import pytest
 import timm
@@ -200,3 +201,29 @@ def test_folded_layers_stay_trainable():
     qann = calibrate(ReusedAndFunctional(), [torch.randn(4, 3, 16, 16)], levels=4, progress=False)
     assert qann.get_submodule("conv1").bias is not None  # BN folded into conv1
     assert all(p.requires_grad for p in qann.parameters())
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_subsampled_percentile_equals_the_straightforward_table(per_channel, layout):
+    """λ from the sampler's gathered columns equals the percentile of the same random columns
+    cut from the whole (channels × sample·position) table, built the slow, obvious way, in
+    either memory layout."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    batches = [torch.randn(6, 3, 64, 64).contiguous(memory_format=layout) for _ in range(2)]
+    qann = calibrate(model, batches, levels=4, per_channel=per_channel, progress=False)
+    generator = torch.Generator().manual_seed(0)  # calibrate's default seed
+    with torch.no_grad():
+        chunks = []
+        for x in batches:
+            y = model(x)
+            table = y.transpose(0, 1).reshape(4, -1) if per_channel else y.reshape(1, -1)
+            keep = (1 << 16) // table.shape[0]
+            if table.shape[1] > keep:
+                table = table[:, torch.randint(table.shape[1], (keep,), generator=generator)]
+            chunks.append(table)
+    values = torch.cat(chunks, dim=1)
+    k = math.ceil(0.999 * values.shape[1])
+    expected = values.kthvalue(k, dim=1).values
+    (q,) = quantizers(qann).values()
+    assert torch.equal(q.threshold.detach().reshape(-1), expected)

@@ -285,3 +285,16 @@ def test_augment_on_device_hands_over_raw_training_batches(fake_cifar):
     assert set(pixels.round().unique().tolist()) <= allowed
     dm.trainer = L.Trainer(logger=False, enable_progress_bar=False)  # not training: untouched
     assert dm.on_after_batch_transfer([raw, labels], 0)[0] is raw
+
+
+def test_channels_last_reaches_every_loader_with_the_same_values(fake_cifar):
+    path, _, _ = fake_cifar
+    plain = CIFAR10DataModule(path, batch_size=4, val_size=8)
+    nhwc = CIFAR10DataModule(path, batch_size=4, val_size=8, channels_last=True)
+    for dm in (plain, nhwc):
+        dm.setup("fit")
+    for name in ("val_dataloader", "test_dataloader", "calibration_dataloader"):
+        (x, y), (x_cl, y_cl) = (next(iter(getattr(dm, name)())) for dm in (plain, nhwc))
+        assert x_cl.is_contiguous(memory_format=torch.channels_last), name
+        assert not x_cl.is_contiguous() and x.is_contiguous(), name
+        assert torch.equal(x, x_cl) and torch.equal(y, y_cl), name

@@ -146,11 +146,12 @@ def test_pretrained_resnet20_qann_and_snn_agree_on_real_images(need_data):
     assert ann_acc > 0.9 and qann_acc > 0.5  # calibration only, 4 levels
 
 
-def test_reconstruct_calibration_writes_the_usual_report_and_stays_exact(tmp_path):
+@pytest.mark.parametrize("channels_last", ["false", "true"])
+def test_reconstruct_calibration_writes_the_usual_report_and_stays_exact(tmp_path, channels_last):
     code, out = _convert(
         tmp_path, "--model", "ms_resnet20", *DIGITS, "--levels", "2", "--calibration",
         "reconstruct", "--reconstruct_iterations", "3", "--calibration_images", "32",
-        "--eval_images", "32",
+        "--eval_images", "32", "--data.channels_last", channels_last,
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
