@@ -20,6 +20,7 @@ from .errors import ConversionError
 __all__ = [
     "ActivationSite",
     "activation_sites",
+    "add_into",
     "check_supported",
     "get_module",
     "is_add",
@@ -292,9 +293,29 @@ _LINEAR_MODULES = (
 )  # fmt: skip
 _MAX_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
 
+
+def add_into(a: Any, b: Any) -> Any:
+    """``a + b``, written into ``a`` when ``a`` already has the result's shape and dtype.
+
+    What :func:`~multispike.convert.to_snn` puts at a residual join whose ``a`` is a fresh
+    tensor nothing else reads (``x += shortcut`` as timm writes it): the same values as
+    ``a + b`` without a new activation-sized tensor. With broadcasting or type promotion
+    (autocast) it adds out of place.
+    """
+    if (
+        isinstance(a, torch.Tensor)
+        and isinstance(b, torch.Tensor)
+        and a.shape == torch.broadcast_shapes(a.shape, b.shape)
+        and a.dtype == torch.result_type(a, b)
+    ):
+        return a.add_(b)
+    return a + b
+
+
 _PASS_FUNCTIONS = {
-    operator.add, operator.iadd, operator.sub, operator.isub, operator.neg, operator.getitem,
-    torch.add, torch.sub, torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape,
+    add_into, operator.add, operator.iadd, operator.sub, operator.isub, operator.neg,
+    operator.getitem, torch.add, torch.sub, torch.cat, torch.concat, torch.stack, torch.flatten,
+    torch.reshape,
     torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose, torch.mean, torch.sum,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
     F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.linear, F.conv1d, F.conv2d, F.conv3d,
@@ -412,7 +433,7 @@ def max_pool_nodes(gm: fx.GraphModule) -> Iterator[fx.Node]:
 
 # --------------------------------------------------------------------------- value-preserving walks
 
-_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add, add_into}
 _ADD_METHODS = {"add", "add_"}
 
 # Value-preserving ops: every output value is a value of one input (moved, copied, dropped

@@ -24,13 +24,15 @@ from .quant import level, needs_grad, threshold_view
 __all__ = ["MultiLevelIFNeuron", "if_neuron"]
 
 
-def if_neuron(x_seq: Tensor, threshold: Tensor, max_spikes: int) -> Tensor:
+def if_neuron(x_seq: Tensor, threshold: Tensor, max_spikes: int, inplace: bool = False) -> Tensor:
     """Run the multi-level IF neuron over a sequence.
 
     Args:
         x_seq: input current, shape ``(T, B, C, ...)``; every step starts from rest.
         threshold: ``λ``, 0-d (per layer) or ``(C,)`` (per channel).
         max_spikes: ``N``, the most spikes a neuron emits in one step.
+        inplace: without autograd, overwrite ``x_seq`` instead of allocating the membrane
+            (same values; for inputs nothing else reads).
 
     Returns:
         ``q·s(t)`` for every step, shape ``(T, B, C, ...)``. Gradients pass straight
@@ -41,6 +43,7 @@ def if_neuron(x_seq: Tensor, threshold: Tensor, max_spikes: int) -> Tensor:
     quantum = lam / max_spikes
     steps = x_seq.shape[0]
     grad = needs_grad(x_seq, lam)
+    inplace = inplace and x_seq.dtype == torch.result_type(x_seq, scale)
     u: Tensor | float = 0.5
     outputs = []
     for t in range(steps):
@@ -52,7 +55,7 @@ def if_neuron(x_seq: Tensor, threshold: Tensor, max_spikes: int) -> Tensor:
                 u = membrane - spikes
             outputs.append(spikes * quantum)
             continue
-        membrane = x_seq[t].mul(scale).add_(u)
+        membrane = (x_seq[t].mul_ if inplace else x_seq[t].mul)(scale).add_(u)
         if last:  # the membrane is not needed any more: reuse its memory
             outputs.append(membrane.floor_().clamp_(0, max_spikes).mul_(quantum))
         else:
@@ -76,6 +79,11 @@ class MultiLevelIFNeuron(nn.Module):
         max_spikes: ``N``, spikes per neuron per step.
         threshold: initial ``λ`` (a float, or a 0-d / ``(C,)`` tensor for per channel).
         source: description of the QANN quantizer (or join) this neuron replaces.
+
+    Attributes:
+        inplace: without autograd, integrate into the input tensor instead of a new one, as
+            ``nn.ReLU(inplace=True)`` does; :func:`~multispike.convert.to_snn` sets it where the
+            graph shows the input is a fresh tensor no other node reads.
     """
 
     def __init__(self, max_spikes: int, threshold: float | Tensor = 1.0, source: str = "") -> None:
@@ -86,6 +94,7 @@ class MultiLevelIFNeuron(nn.Module):
         self.threshold = nn.Parameter(torch.as_tensor(threshold, dtype=torch.float32).clone())
         self.source = source
         self.timesteps = 1
+        self.inplace = False
 
     @property
     def quantum(self) -> Tensor:
@@ -99,8 +108,8 @@ class MultiLevelIFNeuron(nn.Module):
                 f"neuron input batch {x.shape[0]} is not a multiple of timesteps={steps}"
             )
         x_seq = x.reshape(steps, x.shape[0] // steps, *x.shape[1:])
-        return if_neuron(x_seq, self.threshold, self.max_spikes).reshape(x.shape)
+        return if_neuron(x_seq, self.threshold, self.max_spikes, self.inplace).reshape(x.shape)
 
     def extra_repr(self) -> str:
         kind = "per_channel" if self.threshold.dim() else "per_layer"
-        return f"max_spikes={self.max_spikes}, {kind}"
+        return f"max_spikes={self.max_spikes}, {kind}" + (", inplace" if self.inplace else "")

@@ -11,6 +11,7 @@ is the mean of the first ``t`` outputs (:func:`cumulative_mean`).
 from __future__ import annotations
 
 import copy
+import operator
 import warnings
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from .calibrate import quantizers
-from .graph import set_module
+from .graph import add_into, get_module, set_module
 from .neuron import MultiLevelIFNeuron
 from .quant import MultiLevelQuantizer
 
@@ -137,8 +138,40 @@ def to_snn(
         )
         set_module(net, path, neuron.to(quant.threshold.device))
     net.meta["multispike"] = dict(meta, max_spikes=max_spikes or meta["levels"])
+    _work_in_place(net)
     net.recompile()
     return SpikingNetwork(net, timesteps, meta["input_shape"])
+
+
+_FRESH_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_PASSING_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)  # eval
+
+
+def _fresh(net: fx.GraphModule, node: Any) -> bool:
+    """Whether ``node`` makes a new tensor (a conv, a linear, an addition, or passes one on
+    unchanged) that only one node reads: that reader may overwrite it."""
+    if not isinstance(node, fx.Node) or len(node.users) != 1:
+        return False
+    if node.op == "call_module":
+        module = get_module(net, node.target)
+        if isinstance(module, _PASSING_MODULES):
+            return _fresh(net, node.args[0])
+        return isinstance(module, _FRESH_MODULES)
+    return node.op == "call_function" and node.target in (operator.add, add_into)
+
+
+def _work_in_place(net: fx.GraphModule) -> None:
+    """Let neurons integrate into, and residual joins add into (:func:`add_into`), fresh
+    tensors (see :func:`_fresh`), as ``nn.ReLU(inplace=True)`` and ``x += shortcut`` do in
+    timm: the same values without a new activation-sized tensor per site. Neurons allocate
+    under autograd or when the input's dtype is not the result's (autocast)."""
+    for node in net.graph.nodes:
+        if node.op == "call_module" and node.args and _fresh(net, node.args[0]):
+            module = get_module(net, node.target)
+            if isinstance(module, MultiLevelIFNeuron):
+                module.inplace = True
+        elif node.target is operator.add and not node.kwargs and _fresh(net, node.args[0]):
+            node.target = add_into
 
 
 def qann_of(snn: SpikingNetwork, levels: int | None = None) -> fx.GraphModule:

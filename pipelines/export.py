@@ -67,7 +67,7 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
-from multispike.convert.graph import get_module
+from multispike.convert.graph import add_into, get_module
 
 __all__ = [
     "ElementwiseScale",
@@ -259,7 +259,7 @@ def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
         raise ExportError(f"{where}: {type(mod).__name__} has no NIR counterpart")
     if node.op == "call_function":
         fn = node.target
-        if fn in (operator.add, torch.add) and len(inputs) == 2:
+        if fn in (operator.add, operator.iadd, torch.add, add_into) and len(inputs) == 2:
             a, b = (builder.materialize(v, f"{node.name}_{i}") for i, v in enumerate(inputs))
             return _Value(a.sources + b.sources, shape)
         if fn in (operator.mul, torch.mul, operator.truediv, torch.div) and len(inputs) == 1:

@@ -227,3 +227,80 @@ def test_subsampled_percentile_equals_the_straightforward_table(per_channel, lay
     expected = values.kthvalue(k, dim=1).values
     (q,) = quantizers(qann).values()
     assert torch.equal(q.threshold.detach().reshape(-1), expected)
+
+
+class SharedPreActivation(nn.Module):
+    """A conv output read twice (by a ReLU and by an addition): nothing may overwrite it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(F.adaptive_avg_pool2d(F.relu(F.relu(y) + y), 1).flatten(1))
+
+
+def _allocating_copy(snn):
+    """The same SNN with every neuron and join writing new tensors."""
+    import operator
+
+    from multispike.convert.graph import add_into
+
+    ref = copy.deepcopy(snn)
+    for m in ref.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    for node in ref.net.graph.nodes:
+        if node.target is add_into:
+            node.target = operator.add
+    ref.net.recompile()
+    return ref
+
+
+@pytest.mark.parametrize("name", ["ms_resnet20", "resnet18", "shared"])
+def test_in_place_neurons_and_joins_give_the_allocating_values(name):
+    from multispike.convert.graph import add_into
+    from multispike.zoo import load_model
+
+    model = SharedPreActivation() if name == "shared" else load_model(name, num_classes=10)
+    qann = calibrate(model.eval(), [torch.randn(4, 3, 32, 32)], levels=4, per_channel=True,
+                     progress=False)  # fmt: skip
+    snn = to_snn(qann)
+    neurons = [m for m in snn.modules() if hasattr(m, "inplace")]
+    joins = [n for n in snn.net.graph.nodes if n.target is add_into]
+    if name == "shared":  # the conv output has two readers; the join's output has one
+        assert [m.inplace for m in neurons] == [False, True] and not joins
+    else:  # every neuron reads a fresh conv or join output; every join adds into a conv output
+        assert all(m.inplace for m in neurons) and joins
+    ref = _allocating_copy(snn)
+    x = torch.randn(3, 3, 32, 32)
+    kept = x.clone()
+    with torch.no_grad():
+        assert torch.equal(snn(x)[0], qann(x))
+        for n, t in ((4, 1), (1, 3), (2, 2)):
+            fast, slow = to_snn(qann, max_spikes=n, timesteps=t), to_snn(qann, max_spikes=n)
+            assert torch.equal(fast(x), _allocating_copy(slow)(x, timesteps=t))
+    assert torch.equal(x, kept)  # the input is never overwritten
+    snn.train(), ref.train()  # under autograd: same outputs and gradients
+    for net in (snn, ref):
+        net(x).square().sum().backward()
+    for a, b in zip(snn.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+
+
+def test_add_into_writes_only_where_the_result_fits():
+    from multispike.convert.graph import add_into
+
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    expected = a + b
+    out = add_into(a, b)
+    assert out is a and torch.equal(out, expected)  # written into a
+    small, big = torch.randn(2, 3, 1, 1), torch.randn(2, 3, 4, 4)
+    kept = small.clone()
+    assert torch.equal(add_into(small, big), kept + big) and torch.equal(small, kept)
+    half = torch.randn(2, 3, dtype=torch.bfloat16)
+    full = torch.randn(2, 3)
+    out = add_into(half, full)  # promotion: a new float32 tensor, half untouched
+    assert out.dtype == torch.float32 and torch.equal(out, half + full)
