@@ -17,7 +17,9 @@ each in its own process, timed (wall seconds) with its peak resident memory
 (``ru_maxrss``; the data-loader worker is a separate process, not counted); and images/s of
 the ANN, the QANN and the SNN(T = 1) on batches of the folder's images in this process.
 Accuracy means nothing here (random weights); times and memory do. Raw results: ``--json``
-(default ``benchmarks/results/imagenet_layout.json``).
+(default ``benchmarks/results/imagenet_layout.json``). On a GPU (``benchmarks/gpu_stages.sh``):
+``--accelerator gpu --batch 256 --workers 8 --precisions fp32 bf16`` adds the peak GPU memory
+of each stage and bf16 (autocast) images/s.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from pathlib import Path
 import torch
 
 STAGE = (
-    "import resource, sys\n"
+    "import resource, sys, torch\n"
     "from multispike.pipelines.cli import main\n"
     "code = main(sys.argv[1:])\n"
     "print('MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "print('MAXCUDA_B', torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0)\n"
     "sys.exit(code)\n"
 )
 
@@ -75,19 +78,36 @@ def run_stage(argv: list[str], threads: int) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"multispike {argv[0]} failed:\n{done.stderr[-3000:]}")
     kib = int(done.stdout.rsplit("MAXRSS_KIB", 1)[1].split()[0])
-    return {"seconds": round(seconds, 1), "peak_rss_gib": round(kib / 2**20, 2)}
+    gpu = int(done.stdout.rsplit("MAXCUDA_B", 1)[1].split()[0])
+    row = {"seconds": round(seconds, 1), "peak_rss_gib": round(kib / 2**20, 2)}
+    return row | ({"peak_gpu_gib": round(gpu / 2**30, 2)} if gpu else {})
 
 
-def images_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    with torch.inference_mode():
+def images_per_second(
+    model: torch.nn.Module, x: torch.Tensor, repeats: int, precision: str = "fp32"
+) -> float:
+    """Images/s of ``repeats`` passes over ``x`` after a warm-up (bf16: under autocast)."""
+    autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=precision == "bf16")
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    with torch.inference_mode(), autocast:
         model(x)  # warm-up
+        sync()
         start = time.perf_counter()
         for _ in range(repeats):
             model(x)
+        sync()
         return repeats * x.shape[0] / (time.perf_counter() - start)
 
 
-def throughput(name: str, weights: Path, model_dir: Path, data_args: dict, repeats: int) -> dict:
+def throughput(
+    name: str,
+    weights: Path,
+    model_dir: Path,
+    data_args: dict,
+    repeats: int,
+    device: torch.device,
+    precisions: list[str],
+) -> dict:
     from multispike.distill.data import ImageFolderDataModule
     from multispike.pipelines import load
     from multispike.pipelines.sources import ann_and_data
@@ -95,13 +115,16 @@ def throughput(name: str, weights: Path, model_dir: Path, data_args: dict, repea
     data = ImageFolderDataModule(**data_args)
     ann, _ = ann_and_data(name, data, checkpoint=str(weights))
     data.setup("test")
-    x, _ = next(iter(data.test_dataloader()))
-    snn, qann = load(model_dir).eval(), load(model_dir, kind="qann").eval()
-    speed = {k: images_per_second(m, x, repeats) for k, m in
-             (("ann", ann.eval()), ("qann", qann), ("snn_t1", snn))}  # fmt: skip
-    speed = {k: round(v, 2) for k, v in speed.items()}
-    return {"images_per_s": speed, "batch": int(x.shape[0]),
-            "snn_over_ann": round(speed["snn_t1"] / speed["ann"], 3)}  # fmt: skip
+    x = next(iter(data.test_dataloader()))[0].to(device)
+    snn, qann = load(model_dir, device=device).eval(), load(model_dir, kind="qann", device=device)
+    models = (("ann", ann.to(device).eval()), ("qann", qann.eval()), ("snn_t1", snn))
+    row: dict = {"batch": int(x.shape[0])}
+    for precision in precisions:  # fp32 keeps the plain keys
+        tail = "" if precision == "fp32" else f"_{precision}"
+        speed = {k: round(images_per_second(m, x, repeats, precision), 2) for k, m in models}
+        row[f"images_per_s{tail}"] = speed
+        row[f"snn_over_ann{tail}"] = round(speed["snn_t1"] / speed["ann"], 3)
+    return row
 
 
 def main() -> None:
@@ -116,6 +139,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accelerator", default="cpu", help="--trainer.accelerator of the stages")
+    parser.add_argument("--workers", type=int, default=1, help="data-loader workers")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32"],
+        choices=["fp32", "bf16"],
+        help="throughput passes (bf16: under autocast)",
+    )
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -132,10 +164,12 @@ def main() -> None:
     from multispike.zoo import load_model
 
     root = make_folder(args.output / "data", args.train_images, args.val_images)
-    data_args = {"path": str(root), "batch_size": args.batch, "num_workers": 1, "val_size": 64,
-                 "channels_last": args.channels_last}  # fmt: skip
+    data_args = {"path": str(root), "batch_size": args.batch, "num_workers": args.workers,
+                 "val_size": 64, "channels_last": args.channels_last}  # fmt: skip
     data_flags = ["--data", "ImageFolderDataModule"]
     data_flags += [f"--data.{k}={v}" for k, v in data_args.items()]
+    data_flags += ["--trainer.accelerator", args.accelerator]
+    device = torch.device("cuda" if args.accelerator in ("gpu", "cuda") else args.accelerator)
     results = []
     for name in args.models:
         torch.manual_seed(0)
@@ -162,7 +196,8 @@ def main() -> None:
                "evaluate_images": metrics["snn"]["images"],
                "snn_equals_qann": metrics["snn"]["agreement_with_qann"] == 1.0
                and metrics["snn"]["max_abs_logit_diff"] == 0.0,
-               **throughput(name, weights, model_dir, data_args, args.repeats)}  # fmt: skip
+               **throughput(name, weights, model_dir, data_args, args.repeats, device,
+                            args.precisions)}  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
         write_rows(args, results)  # after every model: a long run keeps what it measured
@@ -177,7 +212,8 @@ def write_rows(args: argparse.Namespace, results: list[dict]) -> None:
         "command": "python benchmarks/imagenet_layout.py --models MODEL [--eval-images N]",
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
-                   f"torch {torch.__version__}",
+                   f"torch {torch.__version__}"
+                   + (f", {torch.cuda.get_device_name()}" if args.accelerator != "cpu" else ""),
         "calibration_images": args.calibration_images,
         "results": list(rows.values()),
     }, indent=2) + "\n")  # fmt: skip
