@@ -14,7 +14,8 @@ model (random weights saved to a file first: no hub, and every stage sees the sa
   a binary N = 1, T = 1 SNN; no sweeps, no noise),
 
 each in its own process, timed (wall seconds) with its peak resident memory
-(``ru_maxrss``; the data-loader worker is a separate process, not counted); and images/s of
+(``VmHWM``, not ``ru_maxrss``, which keeps the parent's size across fork and exec; the
+data-loader worker is a separate process, not counted); and images/s of
 the ANN, the QANN and the SNN(T = 1) on batches of the folder's images in this process.
 Accuracy means nothing here (random weights); times and memory do. Raw results: ``--json``
 (default ``benchmarks/results/imagenet_layout.json``). On a GPU (``benchmarks/gpu_stages.sh``):
@@ -36,10 +37,11 @@ from pathlib import Path
 import torch
 
 STAGE = (
-    "import resource, sys, torch\n"
+    "import sys, torch\n"
     "from multispike.pipelines.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "print('MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+    "print('MAXRSS_KIB', hwm.split()[1])\n"
     "print('MAXCUDA_B', torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0)\n"
     "sys.exit(code)\n"
 )
