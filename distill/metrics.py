@@ -30,6 +30,7 @@ counted as synaptic operations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -200,8 +201,42 @@ def spike_counts(output: Tensor, threshold: Tensor, max_spikes: int, timesteps: 
         timesteps: ``T``.
     """
     quantum = threshold_view(threshold.detach(), output) / max_spikes
-    counts = torch.round(output.detach() / quantum)
+    counts = (output.detach() / quantum).round_()
     return counts.reshape(timesteps, -1, *output.shape[1:])
+
+
+def _memory_order(x: Tensor) -> list[int]:
+    """``x``'s dimensions from the largest stride to the smallest (its layout in memory)."""
+    return sorted(range(x.dim()), key=lambda d: -x.stride(d))
+
+
+def _flat(x: Tensor) -> Tensor:
+    """``x``'s elements in memory order: a view when ``x`` is dense (any layout), else a copy."""
+    return x.permute(_memory_order(x)).reshape(-1)
+
+
+def count_nonzero(x: Tensor) -> Tensor:
+    """``Σ [x ≠ 0]`` as an exact integer (float64 0-d), in one pass over a byte mask."""
+    dtype = torch.int32 if x.numel() < 2**31 else torch.int64
+    return _flat(x).ne(0).view(torch.uint8).sum(dtype=dtype).to(torch.float64)
+
+
+def exact_sum(x: Tensor) -> Tensor:
+    """``Σ x`` of an integer-valued float tensor, exactly, as float64 0-d.
+
+    Float32 sums over chunks of ``k`` elements are exact while ``k · max|x| < 2²⁴`` (every
+    partial sum is then a representable integer, in any order of addition); the chunk totals
+    add in float64. Fast and order-independent, unlike a float32 sum of the whole tensor.
+    """
+    flat = _flat(x.detach())
+    if flat.numel() == 0:
+        return torch.zeros((), dtype=torch.float64, device=x.device)
+    low, high = torch.aminmax(flat)
+    bound = max(1, math.ceil(max(-float(low), float(high))))
+    k = max(1, 2**24 // bound)
+    whole = flat.numel() // k * k
+    head = flat[:whole].view(-1, k).sum(1, dtype=torch.float32).sum(dtype=torch.float64)
+    return head + flat[whole:].sum(dtype=torch.float64)
 
 
 def _activity_update(counts: Tensor) -> dict[str, Tensor]:
@@ -214,10 +249,12 @@ def _activity_update(counts: Tensor) -> dict[str, Tensor]:
     """
     steps, batch = counts.shape[:2]
     neurons = counts[0].numel()
+    events = count_nonzero(counts)
+    active = events if steps == 1 else count_nonzero(counts.sum(0))
     return {
-        "events": torch.count_nonzero(counts).double(),
-        "payload": counts.sum(dtype=torch.float64),
-        "silent": (neurons - torch.count_nonzero(counts.sum(0))).double(),
+        "events": events,
+        "payload": exact_sum(counts),
+        "silent": neurons - active,
         "neurons": torch.tensor(float(neurons)),
         "neuron_steps": torch.tensor(float(neurons * steps)),
         "samples": torch.tensor(float(batch)),
@@ -273,13 +310,21 @@ class SpikeActivity(Metric):
 def _synops_update(inputs: Tensor, fan: Tensor, spiking: bool, timesteps: int) -> dict[str, Tensor]:
     """Operations of one layer on a time-flattened batch ``(T·B, *input_shape)``.
 
-    Spiking input: ``synops = Σ [input ≠ 0] · fanout``; analog input: ``macs = Σ fanout``
-    per sample and step, counted once when the input is the same at every step (a static
-    image: the layer's output is computed once and reused).
+    Spiking input: ``synops = Σ [input ≠ 0] · fanout``, as ``n · fanout`` with ``n(p)`` the
+    number of samples and steps with an event at ``p`` (integer counts, float64 dot: exact);
+    analog input: ``macs = Σ fanout`` per sample and step, counted once when the input is
+    the same at every step (a static image: the layer's output is computed once and reused).
     """
     batch = inputs.shape[0] // timesteps
     if spiking:
-        ops = (torch.count_nonzero(inputs.detach(), dim=0) * fan).sum().to(torch.float64)
+        x = inputs.detach()
+        order = _memory_order(x)
+        if order[0] != 0:  # the batch is not outermost in memory: take the standard layout
+            x, order = x.contiguous(), list(range(x.dim()))
+        rows = x.permute(order).reshape(x.shape[0], -1)
+        events = rows.ne(0).view(torch.uint8).sum(0, dtype=torch.int32)
+        fan_flat = fan.permute([d - 1 for d in order[1:]]).reshape(-1)
+        ops = torch.dot(events.to(torch.float64), fan_flat.to(events.device, torch.float64))
         return {"synops": ops, "macs": torch.zeros((), dtype=torch.float64),
                 "samples": torch.tensor(float(batch), dtype=torch.float64)}  # fmt: skip
     steps = inputs.detach().reshape(timesteps, batch, -1)

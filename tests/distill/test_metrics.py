@@ -13,6 +13,9 @@ from multispike.distill.metrics import (
     SpikeActivity,
     StepAccuracy,
     StepAgreement,
+    SynapticOperations,
+    count_nonzero,
+    exact_sum,
     spike_counts,
     spike_inputs,
     step_accuracy,
@@ -214,6 +217,39 @@ def test_spike_activity_on_hand_made_counts():
     assert torch.equal(per_layer, torch.tensor([[[1.0, 2.0]]]))
     per_channel = spike_counts(torch.tensor([[1.0, 1.0]]), torch.tensor([2.0, 4.0]), 4, 1)
     assert torch.equal(per_channel, torch.tensor([[[2.0, 1.0]]]))
+
+
+def test_exact_sum_and_count_nonzero_match_integer_arithmetic():
+    """Chunked float32 sums stay exact where one float32 sum of the tensor is not."""
+    g = torch.Generator().manual_seed(0)
+    big = torch.randint(0, 256, (3, 40, 300, 300), generator=g)  # 10.8 M values up to 255
+    truth = int(big.sum())
+    assert truth > 2**24 and float(big.float().sum()) != truth  # the naive sum rounds
+    for layout in (big.float(), big.float().contiguous(memory_format=torch.channels_last),
+                   big.float()[:, ::3], -big.float()):  # fmt: skip
+        expected = int(layout.to(torch.int64).sum())
+        assert exact_sum(layout).item() == expected
+        assert count_nonzero(layout).item() == int((layout.to(torch.int64) != 0).sum())
+    assert exact_sum(torch.zeros(0)).item() == 0
+
+
+def test_synops_are_exact_in_any_memory_layout():
+    """Σ [x ≠ 0] · fanout of a conv, by integer arithmetic, in NCHW, NHWC and a strided view."""
+    g = torch.Generator().manual_seed(1)
+    conv = nn.Conv2d(64, 128, 3, stride=2, padding=1)
+    spikes = torch.randint(0, 3, (16, 64, 56, 56), generator=g).float()
+    fan = fanout(conv, (64, 56, 56))
+    expected = int(((spikes != 0).to(torch.int64) * fan.to(torch.int64)).sum())
+    for x in (spikes, spikes.contiguous(memory_format=torch.channels_last)):
+        metric = SynapticOperations()
+        metric.update(x, fan, spiking=True)
+        assert metric.synops.item() == expected
+    wide = torch.zeros(16, 64, 56, 112)
+    wide[..., ::2] = spikes
+    metric = SynapticOperations()
+    metric.update(wide[..., ::2], fan, spiking=True)  # not dense: copied, same count
+    assert metric.synops.item() == expected
+    assert metric.compute()["synops"].item() == expected / 16
 
 
 def test_step_accuracy_uses_the_cumulative_mean():
