@@ -2,6 +2,7 @@
 
     python benchmarks/reconstruct.py --levels 2 4 8                  # validation only: choose
     python benchmarks/reconstruct.py --levels 2 4 8 --test           # the one read of the test set
+    python benchmarks/reconstruct.py --levels 4 --hflip --json runs/r.json  # a variant: validation
     python benchmarks/reconstruct.py --sanity resnet18               # 224 px timing, random data
 
 Protocol: ``--images`` unlabeled training images (``calibration_dataloader``) calibrate and
@@ -87,7 +88,11 @@ def cifar(args: argparse.Namespace) -> dict:
             model, calib, levels, method=method, progress=False
         )  # fmt: skip
         begin = time.perf_counter()
-        qanns["reconstruct"] = reconstruct(start, calib, seed=args.seed, **options(args))
+        fit_data, fit_options = calib, options(args)
+        if args.hflip:  # the same images and their mirror images: 2 × --images inputs
+            fit_data = [x for x, _ in calib] + [x.flip(-1) for x, _ in calib]
+            fit_options["images"] = 2 * args.images
+        qanns["reconstruct"] = reconstruct(start, fit_data, seed=args.seed, **fit_options)
         seconds["reconstruct"] = time.perf_counter() - begin
         if args.test and test is None:
             data.setup("test")
@@ -135,6 +140,9 @@ def main() -> None:
     parser.add_argument("--drop-prob", type=float, default=0.5)
     parser.add_argument("--cache-mib", type=float, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hflip", action="store_true", help="reconstruct on the images and their horizontal flips"
+    )
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--test", action="store_true", help="also score the test set (once)")
     parser.add_argument("--sanity", metavar="NAME", help="time a random timm model instead")
