@@ -47,8 +47,8 @@ echo "imagenet_layout: $(( $(date +%s) - start )) s" | tee -a "$out/log.txt"
 for model in .gpu/models/*/; do
     name=$(basename "$model")
     start=$(date +%s)
-    # shellcheck disable=SC2086
     levels=$(python3 -c "import json; print(json.load(open('$model/config.json'))['levels'])")
+    # shellcheck disable=SC2086  # $codes: several flags, or none
     timeout $limit $ms evaluate --model_dir "$model" --pretrained true \
         --data multispike.distill.data.CIFAR10DataModule --data.batch_size 250 \
         --data.num_workers $workers --trainer.accelerator $accel \

@@ -90,7 +90,8 @@ def cifar(args: argparse.Namespace) -> dict:
         begin = time.perf_counter()
         fit_data, fit_options = calib, options(args)
         if args.hflip:  # the same images and their mirror images: 2 × --images inputs
-            fit_data = [x for x, _ in calib] + [x.flip(-1) for x, _ in calib]
+            images = [x for x, _ in calib]
+            fit_data = images + [x.flip(-1) for x in images]
             fit_options["images"] = 2 * args.images
         qanns["reconstruct"] = reconstruct(start, fit_data, seed=args.seed, **fit_options)
         seconds["reconstruct"] = time.perf_counter() - begin

@@ -224,15 +224,15 @@ def count_nonzero(x: Tensor) -> Tensor:
 def exact_sum(x: Tensor) -> Tensor:
     """``Σ x`` of an integer-valued float tensor, exactly, as float64 0-d.
 
-    Float32 sums over chunks of ``k`` elements are exact while ``k · max|x| < 2²⁴`` (every
-    partial sum is then a representable integer, in any order of addition); the chunk totals
-    add in float64. Fast and order-independent, unlike a float32 sum of the whole tensor.
+    On the CPU, where a float64 sum first copies the tensor to float64: float32 sums over
+    chunks of ``k`` elements are exact while ``k · max|x| < 2²⁴`` (every partial sum is then a
+    representable integer, in any order of addition) and the chunk totals add in float64.
+    Elsewhere the float64 sum is one kernel, and needs no ``max|x|`` read back to the host.
     """
     flat = _flat(x.detach())
-    if flat.numel() == 0:
-        return torch.zeros((), dtype=torch.float64, device=x.device)
-    low, high = torch.aminmax(flat)
-    bound = max(1, math.ceil(max(-float(low), float(high))))
+    if flat.device.type != "cpu" or flat.numel() == 0:
+        return flat.sum(dtype=torch.float64)
+    bound = max(1, math.ceil(float(torch.stack(torch.aminmax(flat)).abs().max())))
     k = max(1, 2**24 // bound)
     whole = flat.numel() // k * k
     head = flat[:whole].view(-1, k).sum(1, dtype=torch.float32).sum(dtype=torch.float64)
