@@ -5,7 +5,8 @@ Importing ``multispike.zoo`` registers every model, so ``timm.create_model("ms_r
 works afterwards; ``timm.list_models("ms_*")`` lists them.
 """
 
-from . import cifar_resnet, nir_cnn, sparse_resnet, vgg
+from . import airbench, cifar_resnet, nir_cnn, sparse_resnet, vgg
+from .airbench import AirbenchNet
 from .checkpoints import CheckpointError, adapt_state_dict, check_state_dict, load_checkpoint
 from .cifar_resnet import BasicBlock, CifarResNet, PadShortcut
 from .loader import load_model
@@ -13,12 +14,14 @@ from .paths import pretrained_path, shared_data_dir
 from .vgg import VGGBN
 
 __all__ = [
+    "AirbenchNet",
     "BasicBlock",
     "CheckpointError",
     "CifarResNet",
     "PadShortcut",
     "VGGBN",
     "adapt_state_dict",
+    "airbench",
     "check_state_dict",
     "cifar_resnet",
     "load_checkpoint",

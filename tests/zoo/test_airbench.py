@@ -1,0 +1,28 @@
+"""The airbench-layout zoo nets: patch whitening against its definition."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from multispike.zoo.airbench import patch_whitening
+
+
+def test_patch_whitening_decorrelates_the_patches_it_was_fitted_on():
+    """With ``Σ = V diag(e) Vᵀ`` the whitened coordinates have second moments
+    ``e / (e + ε)`` and no cross terms; the second half of the filters is the negated first."""
+    generator = torch.Generator().manual_seed(0)
+    mix = torch.randn(3, 3, generator=generator)
+    images = torch.einsum("oc,nchw->nohw", mix, torch.randn(64, 3, 16, 16, generator=generator))
+    eps = 5e-4
+    filters = patch_whitening(images, kernel_size=2, eps=eps)
+    assert filters.shape == (24, 3, 2, 2)
+    assert torch.equal(filters[12:], -filters[:12])
+    out = F.conv2d(images.double(), filters[:12].double()).permute(0, 2, 3, 1).reshape(-1, 12)
+    moments = out.T @ out / len(out)
+    patches = images.double().unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5)
+    patches = patches.reshape(-1, 12)
+    values = torch.linalg.eigvalsh(patches.T @ patches / len(patches)).flip(0)
+    expected = torch.diag(values / (values + eps))
+    # float32 filters: agreement to float32 precision, relative to the unit scale
+    torch.testing.assert_close(moments, expected, atol=1e-4, rtol=0)
