@@ -5,7 +5,7 @@
 >>> outputs = snn(images)                                # (T, B, classes)
 """
 
-from .calibrate import build_qann, calibrate, calibrate_thresholds, quantizers
+from .calibrate import build_qann, calibrate, calibrate_thresholds, fold_qann, quantizers
 from .distributed import shard_batches
 from .errors import ConversionError
 from .graph import model_device
@@ -31,6 +31,7 @@ __all__ = [
     "calibrate_thresholds",
     "conversion_report",
     "cumulative_mean",
+    "fold_qann",
     "if_neuron",
     "model_device",
     "neurons",

@@ -12,6 +12,7 @@ per-channel thresholds), so memory stays flat however much data is given.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -27,7 +28,14 @@ from .fold import fold_batchnorm
 from .graph import activation_sites, check_supported, model_device, replace_sites, trace
 from .quant import MultiLevelQuantizer, quantize
 
-__all__ = ["build_qann", "calibrate", "calibrate_thresholds", "quantizers", "batch_inputs"]
+__all__ = [
+    "batch_inputs",
+    "build_qann",
+    "calibrate",
+    "calibrate_thresholds",
+    "fold_qann",
+    "quantizers",
+]
 
 Method = Literal["percentile", "mse"]
 _SAMPLES_PER_BATCH = 1 << 16  # values kept per activation and batch (per channel: / C)
@@ -39,6 +47,7 @@ def build_qann(
     *,
     per_channel: bool = False,
     input_shape: Sequence[int] | None = None,
+    fold: bool = True,
 ) -> fx.GraphModule:
     """The quantized structure of ``model`` with every threshold at 1 (no data needed).
 
@@ -52,6 +61,9 @@ def build_qann(
         per_channel: one threshold per channel instead of one per layer.
         input_shape: shape of one input sample, e.g. ``(3, 32, 32)``; default: the timm
             ``pretrained_cfg["input_size"]`` of ``model``.
+        fold: fold BatchNorm into the layers before it. ``False`` keeps every BatchNorm as a
+            module, for quantization-aware training from scratch (batch statistics in train
+            mode); :func:`fold_qann` folds them afterwards.
 
     Raises:
         ConversionError: unsupported operations, listed by module path.
@@ -65,7 +77,7 @@ def build_qann(
         raise ValueError(f"{name} has no pretrained_cfg['input_size']: pass input_shape=(C, H, W)")
     gm = trace(model, input_shape)
     check_supported(gm, cfg.get("architecture", name))
-    folded = fold_batchnorm(gm)
+    folded = fold_batchnorm(gm) if fold else []
     sites = activation_sites(gm)
     if not sites:
         raise ConversionError(
@@ -89,6 +101,22 @@ def build_qann(
         "source_class": name,
     }
     return qann
+
+
+def fold_qann(qann: fx.GraphModule) -> fx.GraphModule:
+    """A copy of ``qann`` with its foldable BatchNorms folded (eval statistics): the form
+    :func:`build_qann` gives, which ``to_snn`` and model folders take. ``qann`` is untouched.
+
+    Folding is exact in real arithmetic; in float32 a value on a quantization step may round
+    to the neighbouring level, so the folded QANN can differ from the unfolded one there.
+    """
+    gm = copy.deepcopy(qann).eval()
+    folded = fold_batchnorm(gm)
+    out = fx.GraphModule(gm, gm.graph, class_name=type(qann).__name__)
+    out.meta = copy.deepcopy(qann.meta)
+    meta = out.meta["multispike"]
+    meta["folded_batchnorm"] = meta.get("folded_batchnorm", []) + [list(p) for p in folded]
+    return out
 
 
 def _site_channels(gm: fx.GraphModule, sites, input_shape: Sequence[int]) -> dict[str, int]:
@@ -327,6 +355,7 @@ def calibrate(
     percentile: float = 99.9,
     num_batches: int | None = None,
     progress: bool = True,
+    fold: bool = True,
 ) -> fx.GraphModule:
     """Calibrate an ANN into a quantized ANN with ``levels``-level activations.
 
@@ -343,6 +372,7 @@ def calibrate(
         percentile: percentile of the activations used as λ.
         num_batches: limit on calibration batches.
         progress: show a progress bar.
+        fold: fold BatchNorm (``False``: keep it, see :func:`build_qann`).
     """
     iterator = iter(data)
     try:
@@ -353,9 +383,9 @@ def calibrate(
         data = itertools.chain([first_batch], iterator)
     first = batch_inputs(first_batch)
     device = model_device(model)
-    qann = build_qann(model, levels, per_channel=per_channel, input_shape=first.shape[1:]).to(
-        device
-    )
+    qann = build_qann(
+        model, levels, per_channel=per_channel, input_shape=first.shape[1:], fold=fold
+    ).to(device)
     calibrate_thresholds(
         qann, data, method=method, percentile=percentile, num_batches=num_batches,
         progress=progress,

@@ -31,8 +31,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import save_file
 from torch import nn
 
+from multispike.convert import fold_qann
+
 from . import serialize
 from .checkpoint_io import verify_checkpoint
+from .sources import preprocessing
 
 __all__ = ["SaveStudent", "SaveWeights", "chosen_state"]
 
@@ -121,26 +124,36 @@ class SaveStudent(L.Callback):
 
             student = copy.deepcopy(student)
             load_student_state(student, _submodule_state(state, "student."))
-        serialize.save(student, dirpath, model_name=name, model_kwargs=kwargs)
+        serialize.save(
+            student, dirpath, model_name=name, model_kwargs=kwargs,
+            preprocessing=preprocessing(trainer.datamodule),
+        )  # fmt: skip
         rank_zero_info(f"student ({name}, {kwargs}) from {which} saved to {dirpath}")
 
 
 class SaveWeights(L.Callback):
-    """At the end of a fit, save the chosen weights of ``pl_module.model`` as safetensors.
+    """At the end of a fit, save the chosen weights of ``pl_module.model``: a float ANN as
+    safetensors, a QANN trained from scratch (``train --model.levels L``) as a model folder
+    with its BatchNorms folded (:func:`~multispike.convert.fold_qann`).
 
     Args:
-        path: the ``.safetensors`` file (default: ``<trainer.log_dir>/model.safetensors``).
+        path: the ``.safetensors`` file of a float ANN (default:
+            ``<trainer.log_dir>/model.safetensors``).
+        model_dir: the model folder of a QANN (default: ``<trainer.log_dir>/qann``).
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, model_dir: str | None = None) -> None:
         if path is not None and Path(path).suffix != ".safetensors":
             raise ValueError(f"save_weights.path must end in .safetensors, got {path!r}")
         self.path = path
+        self.model_dir = model_dir
         self._file: Path | None = None
+        self._folder: Path | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         root = trainer.log_dir or trainer.default_root_dir
         self._file = Path(self.path) if self.path else Path(root) / "model.safetensors"
+        self._folder = Path(self.model_dir) if self.model_dir else Path(root) / "qann"
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -152,9 +165,31 @@ class SaveWeights(L.Callback):
         weights = pl_module.model.state_dict()
         if state is not None:
             weights = _submodule_state(state, "model.")
+        if _is_qann(pl_module.model):
+            self._save_qann(trainer, pl_module, weights, which)
+            return
         self._file.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(self._file))
         rank_zero_info(f"weights from {which} saved to {self._file}")
+
+    def _save_qann(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, weights: dict, which: str
+    ) -> None:
+        qann = copy.deepcopy(pl_module.model)
+        qann.load_state_dict(weights)
+        folded = fold_qann(qann)
+        recorded = serialize.conversion_meta(folded).get("architecture") or {}
+        name = recorded.get("model_name") or _architecture(pl_module.ann)
+        kwargs = recorded.get("model_kwargs") or {"num_classes": _num_classes(pl_module.ann)}
+        serialize.save(
+            folded, self._folder, model_name=name, model_kwargs=kwargs,
+            preprocessing=preprocessing(trainer.datamodule),
+        )  # fmt: skip
+        rank_zero_info(f"QANN ({name}, BatchNorm folded) from {which} saved to {self._folder}")
+
+
+def _is_qann(model: nn.Module) -> bool:
+    return "multispike" in getattr(model, "meta", {})
 
 
 def _architecture(ann: nn.Module) -> str:
