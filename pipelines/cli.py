@@ -31,7 +31,10 @@ __all__ = [
     "run_function",
     "user_error",
     "user_error_types",
+    "versions",
 ]
+
+from .help import FULL_HELP_VAR, install
 
 DEBUG_VAR = "MULTISPIKE_DEBUG"
 
@@ -53,10 +56,24 @@ def _usage() -> str:
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
-        "multispike <command> --help shows a command's options; multispike --debug",
-        "<command> ... shows the traceback behind an error.",
+        "multispike <command> --help shows a command's options (--help full: all of them);",
+        "multispike --debug <command> ... shows the traceback behind an error;",
+        "multispike --version prints the installed versions.",
     ]
     return "\n".join(lines)
+
+
+def versions() -> str:
+    """One line: multispike's version and those of the libraries its results depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for lib in ("multispike", "torch", "lightning", "timm", "torchmetrics"):
+        try:
+            parts.append(f"{lib} {version(lib)}")
+        except PackageNotFoundError:
+            parts.append(f"{lib} (not installed)")
+    return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if argv[0] == "--version":
+        print(versions())
+        return 0
     name, rest = argv[0], argv[1:]
+    for i, arg in enumerate(rest[:-1]):
+        if arg in ("-h", "--help") and rest[i + 1] == "full":  # every option, Trainer's too
+            os.environ[FULL_HELP_VAR] = "1"
+            rest = rest[: i + 1] + rest[i + 2 :]
+            break
     if name not in COMMANDS:
         print(f"multispike: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
@@ -116,7 +141,7 @@ def function_parser(fn: Callable[..., Any], prog: str):
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
     parser.add_function_arguments(fn, as_group=False)
-    return parser
+    return install(parser)
 
 
 def function_config(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> str:
@@ -146,4 +171,19 @@ def run_function(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> int:
         fn(**kwargs)
     except user_error_types() as err:
         return user_error(prog, err)
+    _record_config(parser, config)
     return 0
+
+
+def _record_config(parser: Any, config: Any) -> None:
+    """The resolved options beside the command's output, as Lightning keeps them for a fit:
+    ``<output>/config.yaml`` for a folder, ``<output>.config.yaml`` for a file (rank 0)."""
+    from pathlib import Path
+
+    output = getattr(config, "output", None)
+    if not output or os.environ.get("RANK", "0") != "0":
+        return
+    path = Path(output)
+    target = path / "config.yaml" if path.is_dir() else path.with_name(path.name + ".config.yaml")
+    if path.exists():
+        target.write_text(parser.dump(config, skip_none=False))

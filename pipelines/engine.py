@@ -28,7 +28,7 @@ class Engine:
             spawn processes (``ddp_spawn``) are not supported by the command-line stages.
     """
 
-    accelerator: str = "cpu"
+    accelerator: str = "auto"
     devices: int | str | list[int] = 1
     num_nodes: int = 1
     strategy: str = "auto"

@@ -25,6 +25,7 @@ import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by 
 from multispike.zoo import CheckpointError
 
 from .checkpoint_io import verify_checkpoint
+from .help import install
 
 __all__ = ["MultispikeCLI", "default_loggers", "fit_summary", "lightning_config", "run_cli"]
 
@@ -32,6 +33,10 @@ __all__ = ["MultispikeCLI", "default_loggers", "fit_summary", "lightning_config"
 class MultispikeCLI(LightningCLI):
     """LightningCLI with multispike's checkpointing, ``--ckpt_path``, ``--test`` and the
     DataModule normalised like the module's source ANN."""
+
+    def init_parser(self, **kwargs: Any):
+        """Lightning's parser with the compact ``--help`` and "did you mean" errors."""
+        return install(super().init_parser(**kwargs))
 
     def add_arguments_to_parser(self, parser) -> None:
         key = getattr(self.model_class, "SELECTION_KEY", "val/top1")
@@ -130,8 +135,19 @@ def _cli(
                 ],
             },
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": prog, "default_env": False, "allow_abbrev": False},
+            parser_kwargs={
+                "prog": prog,
+                "default_env": False,
+                "allow_abbrev": False,
+                "description": _description(prog),
+            },  # fmt: skip
         )
+
+
+def _description(prog: str) -> str:
+    from .cli import COMMANDS
+
+    return COMMANDS.get(prog.split()[-1], "")
 
 
 def lightning_config(

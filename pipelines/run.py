@@ -252,7 +252,8 @@ def run(
             record["stages"][stage] = {"status": "done before", "config": resolved[stage]}
             continue
         stale = True  # every later stage runs again
-        record["stages"][stage] = _run_stage(root, stage, resolved[stage], digests[stage])
+        earlier = list(record["stages"])
+        record["stages"][stage] = _run_stage(root, stage, resolved[stage], digests[stage], earlier)
     bar.close()
     return record
 
@@ -263,8 +264,11 @@ def _quiet(stage: str) -> list[str]:
     return ["--progress", "false"] if stage != "export" else []
 
 
-def _run_stage(root: Path, stage: str, config: str, digest: str) -> dict[str, Any]:
-    """Run one stage as its command would, from ``<run>/<stage>/config.yaml``."""
+def _run_stage(
+    root: Path, stage: str, config: str, digest: str, earlier: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run one stage as its command would, from ``<run>/<stage>/config.yaml``; ``earlier``
+    names the stages of this run that finished before it."""
     folder = root / stage
     started = _read_json(folder / "started.json") or {}
     resume = folder.exists() and started.get("hash") == digest
@@ -278,7 +282,8 @@ def _run_stage(root: Path, stage: str, config: str, digest: str) -> dict[str, An
             path.write_text(config)
             code = module.main(["--config", str(path), *resume_from])
         if code != 0:
-            raise StageError(_failed(stage, root, f"multispike {stage} exited with {code}"))
+            cause = f"multispike {stage} exited with {code}"
+            raise StageError(_failed(stage, root, cause, earlier))
         return {"hash": digest, "seconds": round(time.perf_counter() - start, 2),
                 "status": "ran", "config": config}  # fmt: skip
     if folder.exists() and not resume:  # outputs of another config: set aside, start over
@@ -292,9 +297,10 @@ def _run_stage(root: Path, stage: str, config: str, digest: str) -> dict[str, An
     try:
         code = module.main(["--config", str(path), *resume_from])
     except Exception as err:
-        raise StageError(_failed(stage, root, f"{type(err).__name__}: {err}")) from err
+        raise StageError(_failed(stage, root, f"{type(err).__name__}: {err}", earlier)) from err
     if code != 0:
-        raise StageError(_failed(stage, root, f"multispike {stage} exited with {code}"))
+        cause = f"multispike {stage} exited with {code}"
+        raise StageError(_failed(stage, root, cause, earlier))
     entry = {"hash": digest, "seconds": round(time.perf_counter() - start, 2)}
     (folder / "done.json").write_text(json.dumps(entry, indent=2) + "\n")
     return {**entry, "status": "ran", "config": config}
@@ -309,10 +315,15 @@ def manages_run_folder() -> bool:
     return all(os.environ.get(key, "0") == "0" for key in keys)
 
 
-def _failed(stage: str, root: Path, cause: str) -> str:
+def _failed(stage: str, root: Path, cause: str, earlier: Sequence[str]) -> str:
+    kept = (
+        f"the outputs of {', '.join(earlier)} are intact in {root}"
+        if earlier
+        else f"it was the first stage of this run ({root})"
+    )
     return (
-        f"stage '{stage}' failed: {cause}\nOutputs of the earlier stages are intact in {root}; "
-        f"fix the cause and run the same command again to resume at '{stage}'."
+        f"stage '{stage}' failed: {cause}\n{kept[0].upper()}{kept[1:]}; fix the cause and run "
+        f"the same command again to resume at '{stage}'."
     )
 
 

@@ -21,7 +21,7 @@ import timm
 from torch import nn
 
 from .checkpoints import load_checkpoint
-from .paths import pretrained_path
+from .paths import ENV_VAR, pretrained_path
 
 __all__ = ["load_model"]
 
@@ -56,10 +56,23 @@ def load_model(
     kwargs: dict[str, Any] = {
         k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v
     }
+    local = None
     if checkpoint is None and pretrained:
         with contextlib.suppress(FileNotFoundError):  # no local copy: timm's source
-            kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_path(model_name)))
-    model = timm.create_model(model_name, pretrained=pretrained and checkpoint is None, **kwargs)
+            local = pretrained_path(model_name)
+            kwargs["pretrained_cfg_overlay"] = dict(file=str(local))
+    try:
+        model = timm.create_model(
+            model_name, pretrained=pretrained and checkpoint is None, **kwargs
+        )
+    except OSError as err:  # offline: no local copy, and the hub cannot be reached
+        if local is not None or checkpoint is not None or not pretrained:
+            raise
+        raise FileNotFoundError(
+            f"no pretrained weights for {model_name!r}: no local copy (set {ENV_VAR} to a data "
+            f"folder holding the zoo's files) and timm's hub is out of reach "
+            f"({type(err).__name__}); pass a local weights file with --checkpoint FILE"
+        ) from None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model.eval()

@@ -63,7 +63,9 @@ def parser(prog: str = "multispike run", recipe: bool = True):
     p.add_argument(
         "--threads", type=int | None, default=None, help="CPU threads of torch (default: torch's)"
     )
-    return p
+    from multispike.pipelines.help import install
+
+    return install(p)
 
 
 def main(argv: list[str], prog: str = "multispike run", recipe: str | None = None) -> int:
