@@ -447,8 +447,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _accuracy_section(metrics: dict) -> list[str]:
     main = metrics["snn"]
+    ann = _pct(metrics.get("ann.top1"))
+    if metrics.get("ann.top1") is None:
+        ann += " (no float network given: --checkpoint FILE or --pretrained true adds its row)"
     head = (
-        f"ANN {_pct(metrics.get('ann.top1'))} · QANN {_pct(metrics.get('qann.top1'))} · "
+        f"ANN {ann} · QANN {_pct(metrics.get('qann.top1'))} · "
         f"SNN–QANN agreement {_pct(main.get('agreement_with_qann'))} · "
         f"max |logit difference| {main.get('max_abs_logit_diff', float('nan')):.3g}"
     )
@@ -474,8 +477,10 @@ def _energy_section(metrics: dict) -> list[str]:
     for m in metrics.get("matched_energy", []):
         if m["ratio"] is None:
             lines.append(
-                f"- {m['multi_level']} ({_pct(m['multi_level_top1'])} %): no binary "
-                f"configuration reaches it within {_pct(m['tolerance'])} points."
+                f"- {m['multi_level']} ({_pct(m['multi_level_top1'])} %): none of the binary "
+                f"(N = 1) SNNs evaluated comes within {_pct(m['tolerance'])} points of its "
+                "accuracy, so there is no binary SNN of the same accuracy to compare energy with "
+                "(add longer ones with --sweep, e.g. 1x32)."
             )
         else:
             lines.append(
@@ -510,14 +515,14 @@ def _layer_section(run: dict) -> list[str]:
         ],
     )
     lines += _table(
-        ["synaptic layer", "input", "synops", "MACs", "energy (nJ)"],
+        ["synaptic layer", "input", "synops", "MACs", "energy µJ"],
         [
             [
                 n,
                 "spikes" if s["spiking"] else "analog",
                 f"{s['synops']:.4g}",
                 f"{s['macs']:.4g}",
-                f"{run['energy']['layers'][n]['total'] / 1e3:.2f}",
+                f"{run['energy']['layers'][n]['total'] / 1e6:.4f}",
             ]  # fmt: skip
             for n, s in run["activity"]["synapses"].items()
         ],
@@ -528,9 +533,19 @@ def _layer_section(run: dict) -> list[str]:
 def render_markdown(metrics: dict) -> str:
     """``report.md``: the evaluation as tables a person can read."""
     main = metrics["snn"]
-    lines = ["# Evaluation report", "", f"Images: {main['images']}. QANN levels L = "]
+    lines = ["# Evaluation report", ""]
+    context = metrics.get("context") or {}
+    if context:
+        lines += [
+            f"- Model folder: {context['model_dir']}",
+            f"- ANN: {context['ann_source'] or 'not given (--checkpoint FILE, --pretrained true)'}",
+            f"- Data: {context['dataset']}, {context['split']} split, {main['images']} images",
+            f"- Machine: {context['machine']}",
+            "",
+        ]
+    lines += [f"QANN levels L = {metrics['levels']}. Energies in µJ per image (the energy model:"]
     source = metrics["costs"]["source"]
-    lines[-1] += f"{metrics['levels']}. Energy model: multispike docs/method.md §6, {source}."
+    lines[-1] += f" multispike docs/method.md §6, {source})."
     lines += ["", *_accuracy_section(metrics), *_energy_section(metrics), "## Per layer", ""]
     lines += [line for run in spiking_runs(metrics) for line in _layer_section(run)]
     if metrics.get("sweep"):

@@ -57,7 +57,7 @@ import math
 import operator
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import nir
 import numpy as np
@@ -440,13 +440,21 @@ def export_onnx(
     path: str | Path,
     *,
     opset: int = 17,
+    preprocessing: dict[str, Any] | None = None,
 ) -> Path:
     """Write the ``T = 1`` network (SNN at one step, or a QANN) to an ONNX file.
+
+    The file's ``metadata_props`` say what a deployment needs: ``multispike.kind``,
+    ``levels``, ``max_spikes``, ``timesteps`` (1, as exported), ``input_shape``,
+    ``num_classes``, ``architecture`` when known, and the input normalisation ``mean`` /
+    ``std`` when given (``x = (image / max - mean) / std``), all as JSON strings.
 
     Args:
         model: a SpikingNetwork (exported at ``T = 1``) or a QANN; not modified.
         path: the ``.onnx`` file to write.
         opset: ONNX opset version.
+        preprocessing: the normalisation, ``{"mean": [...], "std": [...]}`` (a model
+            folder's ``config.json`` records it).
 
     Returns:
         ``path``; the graph takes ``input`` ``(B, *input_shape)`` and returns ``output``
@@ -478,7 +486,34 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
+        classes = int(wrapper(example).shape[-1])
+    _write_metadata(path, model, meta, classes, preprocessing)
     return path
+
+
+def _write_metadata(
+    path: Path, model: nn.Module, meta: dict, classes: int, preprocessing: dict | None
+) -> None:
+    import json
+
+    import onnx
+
+    snn = isinstance(model, SpikingNetwork)
+    props = {
+        "multispike.kind": "snn" if snn else "qann",
+        "multispike.levels": meta["levels"],
+        "multispike.max_spikes": meta.get("max_spikes") if snn else None,
+        "multispike.timesteps": 1,
+        "multispike.input_shape": list(meta["input_shape"]),
+        "multispike.num_classes": classes,
+        "multispike.architecture": (meta.get("architecture") or {}).get("model_name"),
+        **{f"multispike.{k}": v for k, v in (preprocessing or {}).items()},
+    }
+    proto = onnx.load(str(path))
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(proto, str(path))
 
 
 # --------------------------------------------------------------------------- reading back

@@ -128,6 +128,15 @@ def validate_config(config: Any, path: Path) -> None:
         problems.append("transforms: a list of {name: ..., options} mappings")
     _layers(config, problems)
     _weights(config.get("weights"), path.parent, problems)
+    pre = config.get("preprocessing", {})
+    if (
+        not isinstance(pre, dict)
+        or set(pre) - {"mean", "std"}
+        or not all(
+            isinstance(v, list) and v and all(_threshold(x) for x in v) for v in pre.values()
+        )
+    ):
+        problems.append("preprocessing: a mapping of mean and std to lists of finite numbers")
     if not isinstance(config.get("versions"), dict):
         problems.append("versions: a mapping of library name to version")
     if problems:

@@ -50,8 +50,8 @@ def activity_per_layer(metrics: dict, ax) -> None:
 
 def energy_per_layer(metrics: dict, ax) -> None:
     runs = spiking_runs(metrics)
-    values = [{n: e["total"] / 1e3 for n, e in r["energy"]["layers"].items()} for r in runs]
-    _bars(ax, values, [f"SNN {r['label']}" for r in runs], "energy per image (nJ, with memory)")
+    values = [{n: e["total"] / 1e6 for n, e in r["energy"]["layers"].items()} for r in runs]
+    _bars(ax, values, [f"SNN {r['label']}" for r in runs], "energy per image (µJ, with memory)")
     ax.set_title("Energy per layer")
 
 
@@ -67,22 +67,26 @@ def accuracy_vs_noise(metrics: dict, ax) -> None:
 def accuracy_vs_energy(metrics: dict, ax) -> None:
     for run in metrics["sweep"]:
         marker = "s" if run["max_spikes"] == 1 else "o"
-        ax.scatter(run["energy"]["total"] / 1e3, 100 * run["top1"], marker=marker)
-        ax.annotate(run["label"], (run["energy"]["total"] / 1e3, 100 * run["top1"]), fontsize=7)
+        ax.scatter(run["energy"]["total"] / 1e6, 100 * run["top1"], marker=marker)
+        ax.annotate(run["label"], (run["energy"]["total"] / 1e6, 100 * run["top1"]), fontsize=7)
     if "ann.top1" in metrics:
-        ann = metrics["ann_energy"]["total"] / 1e3
+        ann = metrics["ann_energy"]["total"] / 1e6
         ax.scatter(ann, 100 * metrics["ann.top1"], marker="*", s=120, label="ANN")
     ax.set_xscale("log")
-    ax.set(xlabel="energy per image (nJ, with memory)", ylabel="top-1 accuracy (%)",
+    ax.set(xlabel="energy per image (µJ, with memory)", ylabel="top-1 accuracy (%)",
            title="Accuracy against energy (○ multi-level, □ binary)")  # fmt: skip
 
 
 def latency_histogram(metrics: dict, ax) -> None:
-    for run in spiking_runs(metrics):
+    """One group of bars per step (a one-step SNN is one visible bar at step 1)."""
+    runs = spiking_runs(metrics)
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
         pairs = sorted((int(t), c) for t, c in run["latency"]["histogram"].items())
         steps, counts = [t for t, _ in pairs], [c for _, c in pairs]
         total = max(sum(counts), 1)
-        ax.step(steps, [100 * c / total for c in counts], where="mid", label=f"SNN {run['label']}")
+        offsets = [t + (i - (len(runs) - 1) / 2) * width for t in steps]
+        ax.bar(offsets, [100 * c / total for c in counts], width, label=f"SNN {run['label']}")
     ax.set(xlabel="decision latency (first step of the final prediction)",
            ylabel="images (%)", title="Latency distribution")  # fmt: skip
 

@@ -106,6 +106,7 @@ def save(
     *,
     model_name: str,
     model_kwargs: dict[str, Any] | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (a QANN or a SpikingNetwork) to ``directory``; the model is untouched.
 
@@ -115,6 +116,9 @@ def save(
         model_name: the timm model name the source ANN was created from.
         model_kwargs: the ``timm.create_model`` kwargs it was created with (``num_classes``,
             ``in_chans``, ...), JSON-serialisable; ``pretrained`` is never replayed.
+        preprocessing: how inputs were normalised, ``{"mean": [...], "std": [...]}`` (per
+            channel, ``x = (image / max - mean) / std``); recorded for deployment (ONNX
+            metadata), not used by :func:`load`.
 
     Returns:
         The directory.
@@ -155,6 +159,10 @@ def save(
         "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
         "versions": {lib: _installed_version(lib) for lib in _LIBRARIES},
     }
+    if preprocessing is not None:
+        config["preprocessing"] = {
+            k: [float(v) for v in preprocessing[k]] for k in ("mean", "std") if k in preprocessing
+        }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return directory
 

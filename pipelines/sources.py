@@ -9,7 +9,7 @@ import lightning as L
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-__all__ = ["ann_and_data", "first_images"]
+__all__ = ["ann_and_data", "first_images", "preprocessing"]
 
 
 def ann_and_data(
@@ -77,3 +77,11 @@ def first_images(loader: DataLoader, images: int | None) -> DataLoader:
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
     )
+
+
+def preprocessing(data: Any) -> dict[str, list[float]] | None:
+    """The normalisation ``data`` applies, ``{"mean", "std"}``, as a model folder records it
+    (``None`` when the DataModule does not normalise)."""
+    if not getattr(data, "normalize", False) or not hasattr(data, "mean"):
+        return None
+    return {"mean": [float(m) for m in data.mean], "std": [float(s) for s in data.std]}

@@ -91,7 +91,7 @@ def convert(
     from multispike.distill.data import RandomDataModule
     from multispike.pipelines.evaluate import accuracy_summary, nested_metrics
     from multispike.pipelines.serialize import save
-    from multispike.pipelines.sources import ann_and_data, first_images
+    from multispike.pipelines.sources import ann_and_data, first_images, preprocessing
 
     for flag, value in (("levels", levels), ("timesteps", timesteps), ("max_spikes", max_spikes),
                         ("calibration_images", calibration_images),
@@ -141,7 +141,7 @@ def convert(
     if not main:
         fabric.barrier()  # the next stage reads what rank 0 writes
         return {}
-    save(snn, output, model_name=model, model_kwargs=kwargs)
+    save(snn, output, model_name=model, model_kwargs=kwargs, preprocessing=preprocessing(data))
     payload = {
         **nested_metrics(accuracy),
         "conversion": report.to_dict(),

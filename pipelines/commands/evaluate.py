@@ -113,12 +113,35 @@ def evaluate(
     )  # fmt: skip
     metrics["model_dir"] = str(model_dir)
     metrics["noise_images"] = len(first_images(test, noise_images or eval_images).dataset)
+    metrics["context"] = _context(model_dir, arch, checkpoint, pretrained, data, device)
     if main:
         write_report(metrics, output)
         print(_summary(metrics))
         print(f"report: {Path(output) / 'report.md'}")
     fabric.barrier()  # the next stage reads what rank 0 writes
     return metrics
+
+
+def _context(model_dir, arch, checkpoint, pretrained, data, device) -> dict:
+    """What the report measured: the model, where the ANN came from, the data, the machine."""
+    import platform
+
+    import torch
+
+    if checkpoint:
+        ann = f"{arch['model_name']} with the weights of {checkpoint}"
+    elif pretrained:
+        ann = f"{arch['model_name']}, pretrained weights (local copy, else timm's hub)"
+    else:
+        ann = None
+    cpu = platform.processor() or platform.machine()
+    return {
+        "model_dir": str(model_dir),
+        "ann_source": ann,
+        "dataset": type(data).__name__,
+        "split": "test",
+        "machine": f"{cpu}, {torch.get_num_threads()} threads, {device}; torch {torch.__version__}",
+    }
 
 
 def _summary(metrics: dict) -> str:

@@ -42,7 +42,10 @@ def export(
     model = load(model_dir)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
-        export_onnx(model, output, opset=opset)
+        import json
+
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+        export_onnx(model, output, opset=opset, preprocessing=config.get("preprocessing"))
     elif not isinstance(model, SpikingNetwork):
         raise ExportError(
             f"{model_dir} holds a quantized ANN, not a spiking network: {format} export needs "
