@@ -98,16 +98,20 @@ def _val_top1(student: nn.Module) -> float:
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_one_training_step_lowers_the_loss(teacher, precision):
+def test_training_steps_on_one_batch_lower_the_loss(teacher, precision):
+    """Gradient steps on one fixed batch fit it: the loss falls over a few steps. One step
+    alone may not lower it (straight-through gradients of a step function), so the test
+    compares the last three steps with the first, with a margin the method gives (the loss
+    falls by about 10 % here), not one that a CPU's rounding decides."""
     x, y = _digits()
-    batch = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=256)  # the same batch twice
+    batch = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=256)  # the same batch
     qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
     student = to_snn(qann, timesteps=2)
-    system = StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.005)
+    system = StepwiseDistillation(teacher, student=student, optimizer="sgd", lr=0.01)
     losses = Losses()
-    trainer = _trainer(max_steps=2, limit_val_batches=0, callbacks=[losses], precision=precision)
+    trainer = _trainer(max_steps=8, limit_val_batches=0, callbacks=[losses], precision=precision)
     trainer.fit(system, batch)
-    assert losses.losses[1] < losses.losses[0]
+    assert sum(losses.losses[-3:]) / 3 < 0.95 * losses.losses[0], losses.losses
 
 
 class LearningRates(Callback):
