@@ -25,6 +25,7 @@ from multispike.convert import (
     to_snn,
 )
 from multispike.convert.graph import get_module
+from multispike.zoo import CheckpointError
 
 __all__ = [
     "Stage",
@@ -160,8 +161,21 @@ def load_student_weights(student: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"student checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # text, truncated archive, or a pickle of more than tensors
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}); give a Lightning "
+            "checkpoint of an earlier run or a state-dict file of tensors"
+        ) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(
+            f"{path}: holds no state dict of tensors (a Lightning checkpoint's 'state_dict', or "
+            "a mapping of parameter names to tensors)"
+        )
     if any(k.startswith("student.") for k in state):
         state = {k[len("student.") :]: v for k, v in state.items() if k.startswith("student.")}
     try:

@@ -31,6 +31,7 @@ import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ from typing import Any
 
 import yaml
 from tqdm.auto import tqdm
+
+from .checkpoint_io import sha256_of as sha256_file
 
 __all__ = [
     "STAGES",
@@ -78,14 +81,16 @@ def recipe_names() -> list[str]:
 def _recipe_text(recipe: str | Path) -> tuple[str, str]:
     """``(name, YAML text)`` of a recipe name or file."""
     path = Path(recipe)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    is_file = path.suffix in (".yaml", ".yml") or any(sep in str(recipe) for sep in "/\\")
+    if is_file:  # a path: never a shipped name, and a shipped name never a local file
         if not path.is_file():
             raise RecipeError(f"recipe file {str(path)!r} does not exist")
         return path.stem, path.read_text()
     entry = resources.files(RECIPES) / f"{recipe}.yaml"
     if not entry.is_file():
+        local = f"; to run the file {recipe!r} here, pass ./{recipe}" if path.is_file() else ""
         raise RecipeError(
-            f"unknown recipe {str(recipe)!r}: give a YAML file or one of {recipe_names()}"
+            f"unknown recipe {str(recipe)!r}: give a YAML file or one of {recipe_names()}{local}"
         )
     return str(recipe), entry.read_text()
 
@@ -235,8 +240,9 @@ def run(
         # the run directory itself is not part of a stage's identity: a moved run resumes
         portable = resolved[stage].replace(str(root.resolve()), "${run}")
         digests[stage] = previous = _digest(previous, portable)
-    done = {s: (_read_json(root / s / "done.json") or {}).get("hash") for s in resolved}
-    fresh = {s: done[s] == digests[s] for s in resolved}
+    done = {s: _read_json(root / s / "done.json") or {} for s in resolved}
+    fresh = {s: done[s].get("hash") == digests[s] for s in resolved}
+    changed = {s: _changed_outputs(root / s, done[s]) if fresh[s] else [] for s in resolved}
     record: dict[str, Any] = {"recipe": recipe_.name, "stages": {}}
     if dry_run:
         for stage in resolved:
@@ -248,9 +254,16 @@ def run(
     stale = False
     for stage in bar:
         bar.set_postfix_str(stage)
-        if fresh[stage] and not stale:
+        if fresh[stage] and not stale and not changed[stage]:
             record["stages"][stage] = {"status": "done before", "config": resolved[stage]}
             continue
+        if changed[stage] and not stale:
+            tqdm.write(
+                f"stage '{stage}' finished before, but its outputs changed since "
+                f"({', '.join(changed[stage][:3])}): running it again",
+                file=sys.stderr,
+            )
+            (root / stage / "started.json").unlink(missing_ok=True)  # start over, no resume
         stale = True  # every later stage runs again
         earlier = list(record["stages"])
         record["stages"][stage] = _run_stage(root, stage, resolved[stage], digests[stage], earlier)
@@ -302,8 +315,35 @@ def _run_stage(
         cause = f"multispike {stage} exited with {code}"
         raise StageError(_failed(stage, root, cause, earlier))
     entry = {"hash": digest, "seconds": round(time.perf_counter() - start, 2)}
-    (folder / "done.json").write_text(json.dumps(entry, indent=2) + "\n")
+    (folder / "done.json").write_text(json.dumps({**entry, "outputs": _outputs(folder)}) + "\n")
     return {**entry, "status": "ran", "config": config}
+
+
+_BOOKS = ("done.json", "started.json")
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file a finished stage left in its folder, by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in _BOOKS
+    }
+
+
+def _changed_outputs(folder: Path, done: dict[str, Any]) -> list[str]:
+    """Files of a finished stage deleted or edited since (its ``done.json`` lists them)."""
+    recorded = done.get("outputs")
+    if not isinstance(recorded, dict):  # written before outputs were recorded: nothing to check
+        return []
+    changed = []
+    for name, digest in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            changed.append(f"{name} deleted")
+        elif sha256_file(path) != digest:
+            changed.append(f"{name} edited")
+    return changed
 
 
 def manages_run_folder() -> bool:

@@ -255,3 +255,15 @@ def test_another_process_runs_a_stage_without_touching_the_books(copy_of, recipe
     result = run(recipe, copy_of, changed, progress=False)
     assert result["stages"]["evaluate"]["status"] == "ran"
     assert {name: (copy_of / name).read_text() for name in books} == before
+
+
+@pytest.mark.slow
+def test_a_stage_whose_outputs_changed_runs_again(copy_of, recipe, capsys):
+    """done.json lists the SHA-256 of what a stage wrote: a deleted or edited output makes
+    the stage (and those after it) run again instead of being trusted."""
+    (copy_of / "evaluate" / "report.md").unlink()
+    result = run(recipe, copy_of, SHRUNK, progress=False)
+    status = {n: s["status"] for n, s in result["stages"].items()}
+    assert status["distill"] == "done before" and status["evaluate"] == "ran"
+    assert (copy_of / "evaluate" / "report.md").is_file()
+    assert "report.md deleted" in capsys.readouterr().err
