@@ -96,6 +96,11 @@ class Classifier(L.LightningModule):
 
     def configure_model(self) -> None:
         """Data-dependent setup before the first step (and before a checkpoint is restored)."""
+        self._build_from_data()
+        if self.trainer.state.fn == "fit":  # train mode before Lightning's summary counts it
+            self.model.train()
+
+    def _build_from_data(self) -> None:
         if self.model is not self.ann:  # quantized already
             return
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -151,7 +151,7 @@ def function_config(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> s
         SystemExit: a parse error (reported on stderr by jsonargparse).
     """
     parser = function_parser(fn, prog)
-    return parser.dump(parser.parse_args(list(argv)), skip_none=False)
+    return parser.dump(parser.parse_args(list(argv)), skip_unset=False)
 
 
 def run_function(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> int:
@@ -186,4 +186,4 @@ def _record_config(parser: Any, config: Any) -> None:
     path = Path(output)
     target = path / "config.yaml" if path.is_dir() else path.with_name(path.name + ".config.yaml")
     if path.exists():
-        target.write_text(parser.dump(config, skip_none=False))
+        target.write_text(parser.dump(config, skip_unset=False))

@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
 from multispike.zoo import CheckpointError
 
-from .checkpoint_io import verify_checkpoint
+from .checkpoint_io import FolderCheckpoint, ScheduleGuard, verify_checkpoint
 from .help import install
 
 __all__ = ["MultispikeCLI", "default_loggers", "fit_summary", "lightning_config", "run_cli"]
@@ -40,7 +40,7 @@ class MultispikeCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         key = getattr(self.model_class, "SELECTION_KEY", "val/top1")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FolderCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": key,
@@ -69,20 +69,22 @@ class MultispikeCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        _add_latest_checkpoint(self.trainer)
+        _add_resume_callbacks(self.trainer)
         ann = getattr(self.model, "ann", None)
         if ann is not None and hasattr(self.datamodule, "adopt_model_config"):
             self.datamodule.adopt_model_config(ann)
 
 
-def _add_latest_checkpoint(trainer) -> None:
-    """``last.ckpt`` after every epoch, beside the chosen checkpoint, so an interrupted fit
-    resumes where it stopped: Lightning's ``save_last=True`` writes it only when a top-k
-    checkpoint is saved, so a resume from it would retrain every epoch after the best."""
+def _add_resume_callbacks(trainer) -> None:
+    """A :class:`ScheduleGuard`, and ``last.ckpt`` after every epoch beside the chosen
+    checkpoint, so an interrupted fit resumes where it stopped: Lightning's
+    ``save_last=True`` writes it only when a top-k checkpoint is saved, so a resume from it
+    would retrain every epoch after the best."""
+    trainer.callbacks.append(ScheduleGuard())
     chosen = trainer.checkpoint_callback
     if chosen is None or chosen.save_last:
         return
-    latest = ModelCheckpoint(
+    latest = FolderCheckpoint(
         dirpath=chosen.dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
         save_top_k=1, enable_version_counter=False,
     )  # fmt: skip
@@ -97,8 +99,8 @@ class _NoTips(logging.Filter):
 
 
 def _quiet() -> None:
-    """Silence what users cannot act on: Lightning's product tips, a deprecation inside
-    Lightning's own pytree helper, the weight-averaging warning about sharding, which
+    """Silence what users cannot act on: Lightning's product tips, deprecations inside
+    Lightning's own pytree helper and CLI, the weight-averaging warning about sharding, which
     :meth:`StepwiseDistillation.configure_model` (it builds the student, it shards nothing)
     triggers, and torch's "No CUDA runtime is found" when ``torch_compile`` builds CPU
     kernels."""
@@ -106,6 +108,8 @@ def _quiet() -> None:
     if not any(isinstance(f, _NoTips) for f in logger.filters):
         logger.addFilter(_NoTips())
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # LightningCLI still passes jsonargparse's deprecated skip_none (Lightning's own call)
+    warnings.filterwarnings("ignore", r"\s*skip_none parameter was deprecated")
     warnings.filterwarnings("ignore", "You're using the WeightAveraging callback with a model")
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
@@ -174,7 +178,7 @@ def lightning_config(
             pass
 
     cli = _cli(ParseOnly, model_class, argv, prog, log_name)
-    return cli.parser.dump(cli.config, skip_none=False)
+    return cli.parser.dump(cli.config, skip_unset=False)
 
 
 def run_cli(

@@ -217,7 +217,9 @@ def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path, capsy
 
 @pytest.mark.parametrize("events", [False, True])
 def test_neurobench_values_sit_beside_ours_in_the_report(setup, tmp_path, events):
-    pytest.importorskip("neurobench")
+    pytest.importorskip(
+        "neurobench", reason="needs the neurobench extra: pip install -e '.[neurobench]'"
+    )
     ann, qann, loader = setup
     if events:  # (B, F, C, H, W) frames: the T = 1 SNN sees them summed, as in evaluate
         x, y = loader.dataset.tensors

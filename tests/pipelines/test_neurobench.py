@@ -10,7 +10,9 @@ from multispike.convert import calibrate, neurons, to_snn
 from multispike.distill.metrics import ActivityMonitor
 from multispike.pipelines.neurobench import neurobench_metrics
 
-pytest.importorskip("neurobench")
+pytest.importorskip(
+    "neurobench", reason="needs the neurobench extra: pip install -e '.[neurobench]'"
+)
 
 
 def _network() -> nn.Module:
