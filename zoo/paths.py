@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "LOCAL_WEIGHTS", "pretrained_path", "shared_data_dir"]
+__all__ = ["ENV_VAR", "LOCAL_WEIGHTS", "REPO_WEIGHTS", "pretrained_path", "shared_data_dir"]
 
 ENV_VAR = "MULTISPIKE_DATA"
 
@@ -22,6 +22,14 @@ LOCAL_WEIGHTS = {
     "ms_resnet56": "weights/akamaster-cifar10-resnet/resnet56-*.th",
     "ms_nir_nmnist_cnn": "weights/nir-nmnist-cnn/sinabs-cnn-ann.pth",
 }
+
+
+# zoo model → weights trained by this project, committed under benchmarks/checkpoints/ of the
+# repository (a clone or an editable install has them; a wheel does not)
+REPO_WEIGHTS = {
+    "ms_airbench_relu": "benchmarks/checkpoints/airbench_relu_cifar10/model.safetensors",
+}
+_REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path | None:
@@ -42,10 +50,19 @@ def pretrained_path(name: str) -> Path:
         FileNotFoundError: no local file for ``name``; the message says where it looked.
     """
     base = name.split(".")[0]
+    if base in REPO_WEIGHTS:
+        path = _REPOSITORY / REPO_WEIGHTS[base]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no local pretrained weights for {name!r}: looked for {path} (they are "
+                "committed in the repository; a wheel does not carry them: pass --checkpoint)"
+            )
+        return path
     key = base if base in LOCAL_WEIGHTS else f"ms_{base}"
     if key not in LOCAL_WEIGHTS:
         raise FileNotFoundError(
-            f"the zoo keeps no local weights for {name!r} (it has {sorted(LOCAL_WEIGHTS)})"
+            f"the zoo keeps no local weights for {name!r} (it has "
+            f"{sorted([*LOCAL_WEIGHTS, *REPO_WEIGHTS])})"
         )
     root = shared_data_dir()
     pattern = LOCAL_WEIGHTS[key]

@@ -84,6 +84,27 @@ def test_timm_family_exact_at_t1(name):
     assert all(e.max_spikes == 4 for e in report.layers)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", ["resnet18", "ms_airbench_relu"])
+def test_exact_at_t1_with_any_thread_count_and_deterministic_kernels(name, threads):
+    """The SNN's first step evaluates the quantizer's own floating-point expression on the
+    same convolution outputs, so exactness does not depend on how the kernels split or order
+    their sums: checked with 1 and 2 intra-op threads and torch's deterministic algorithms."""
+    import multispike.zoo  # noqa: F401  (registers ms_airbench_relu)
+
+    saved = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        model = timm.create_model(name, num_classes=10)
+        with torch.no_grad():
+            _randomize_bn(model)
+        _assert_exact(model, 32)
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+
+
 def test_reused_and_functional_relus_each_get_a_quantizer():
     model = ReusedAndFunctional()
     with torch.no_grad():
