@@ -121,7 +121,9 @@ def to_snn(
 
     Each quantizer becomes a :class:`MultiLevelIFNeuron` at the same qualified name with
     the same threshold λ and quantum ``λ/N``. With ``N = L`` and ``T = 1`` the SNN's output
-    is bit-identical to the QANN's.
+    is bit-identical to the QANN's. The SNN is in the QANN's mode, every module as the one it
+    replaces: in eval mode (its input checks on) for a QANN of :func:`calibrate`,
+    :func:`build_qann` or ``load``; in training mode for one being trained (distillation).
 
     Args:
         qann: from :func:`multispike.convert.calibrate` (or :func:`build_qann`).
@@ -136,11 +138,13 @@ def to_snn(
         neuron = MultiLevelIFNeuron(
             max_spikes or quant.levels, quant.threshold.detach(), source=quant.source
         )
-        set_module(net, path, neuron.to(quant.threshold.device))
+        set_module(net, path, neuron.to(quant.threshold.device).train(quant.training))
     net.meta["multispike"] = dict(meta, max_spikes=max_spikes or meta["levels"])
     _work_in_place(net)
     net.recompile()
-    return SpikingNetwork(net, timesteps, meta["input_shape"])
+    snn = SpikingNetwork(net, timesteps, meta["input_shape"])
+    snn.training = net.training  # the wrapper only: the net's modules keep their modes
+    return snn
 
 
 _FRESH_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

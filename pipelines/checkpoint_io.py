@@ -70,8 +70,8 @@ def verify_checkpoint(path: str | Path, *, load: bool = False) -> dict[str, Any]
     try:  # the archive's own CRC-32s catch damage where no .sha256 was kept
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        damaged = f"({type(err).__name__}: {err})"
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:  # ValueError: a name
+        damaged = f"({type(err).__name__}: {err})"  # that is no longer UTF-8, among others
     if damaged is not None:
         raise CheckpointError(
             f"{path} is damaged: {damaged} fails the archive's CRC check; resume from another "

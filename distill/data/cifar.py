@@ -6,6 +6,7 @@ holds CIFAR-10 in official order; torchvision's classes cannot read it, so it is
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,20 +18,39 @@ from torchvision.transforms import v2
 
 from .base import ClassificationDataModule, TensorImageDataset
 from .batch_augment import random_crop, random_flip
-from .errors import DataNotFoundError
+from .errors import DataNotFoundError, DataSpecError
 from .paths import DATA_VAR, local_data
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "load_npz_split"]
 
 
+# what zipfile and numpy raise on a damaged archive (zip headers, .npy headers, data)
+_DAMAGED = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    SyntaxError,
+    tokenize.TokenError,
+)
+
+
 def load_npz_split(
-    path: Path, split: str, label_keys: tuple[str, ...]
+    path: Path, split: str, label_keys: tuple[str, ...], num_classes: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images (N, C, H, W) uint8, labels (N,) int64)`` of ``split`` from an NHWC ``.npz``.
 
     Images come from ``{split}_x``; labels from the first of ``{split}_{key}`` present (only the
     first N labels are kept, so a file holding all labels but a subset of images works).
+    Labels must be integers, in ``0..num_classes-1`` when ``num_classes`` is given.
+
+    Raises:
+        DataNotFoundError: the file is not a readable ``.npz`` or lacks the split's arrays.
+        DataSpecError: labels that are not integers of the classes.
     """
+    _check_zip_magic(path)
     try:
         with np.load(path, allow_pickle=False) as arrays:
             names = [f"{split}_{key}" for key in label_keys]
@@ -43,9 +63,12 @@ def load_npz_split(
                 )
             images = arrays[f"{split}_x"]
             labels = arrays[label_name][: len(images)]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except DataNotFoundError:
+        raise
+    except _DAMAGED as err:
+        reason = " ".join(str(err).split())
         raise DataNotFoundError(
-            f"{path}: not a readable .npz archive ({type(err).__name__}: {err}); is the file "
+            f"{path}: not a readable .npz archive ({type(err).__name__}: {reason}); is the file "
             "truncated? Copy it again, or pass a torchvision root instead"
         ) from err
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -57,8 +80,49 @@ def load_npz_split(
             f"{path}: {len(images)} images in '{split}_x' but {len(labels)} labels in "
             f"'{label_name}'; every image needs one integer label"
         )
+    _check_labels(labels, f"{path}: '{label_name}'", num_classes)
     images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     return images, torch.as_tensor(labels.astype(np.int64))
+
+
+def _check_zip_magic(path: Path) -> None:
+    """Refuse a file that is not a zip archive (every ``.npz`` is one) by its first bytes."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError as err:
+        raise DataNotFoundError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not head.startswith(b"PK"):
+        if not head:
+            found = "it is empty"
+        elif head == b"\x93NUMPY":
+            found = "it is a single .npy array"
+        else:
+            found = f"it starts with {head[:4]!r}, not b'PK'"
+        raise DataNotFoundError(
+            f"{path}: not an .npz archive ({found}); pass an .npz written by numpy.savez "
+            "with uint8 NHWC images and integer labels, or a torchvision root"
+        )
+
+
+def _check_labels(labels: np.ndarray, where: str, num_classes: int | None) -> None:
+    """Refuse labels that are not integers in ``0..num_classes-1`` (any integer without
+    ``num_classes``); ``where`` names the file (and array) in the message.
+
+    Raises:
+        DataSpecError: one line naming ``where`` and the bad values.
+    """
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise DataSpecError(f"{where} holds {labels.dtype} labels; expected integers")
+    if num_classes is None or not labels.size:
+        return
+    bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise DataSpecError(
+            f"{where} holds labels outside 0..{num_classes - 1} ({num_classes} classes): "
+            f"{shown}; fix the labels, or use the DataModule of a dataset with that many classes"
+        )
 
 
 class _CIFARDataModule(ClassificationDataModule):
@@ -120,7 +184,7 @@ class _CIFARDataModule(ClassificationDataModule):
         kind, root = self._locate()
         if kind == "npz":
             if split not in self._arrays:
-                self._arrays[split] = load_npz_split(root, split, self.label_keys)
+                self._arrays[split] = load_npz_split(root, split, self.label_keys, self.num_classes)
             return TensorImageDataset(*self._arrays[split], transform)
         import torchvision.datasets
 

@@ -15,7 +15,7 @@ from numpy.lib import recfunctions
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .errors import DataNotFoundError
+from .errors import DataNotFoundError, DataSpecError
 from .events import EventDataModule, EventFiles
 
 __all__ = ["DVSGestureDataModule", "read_dvsgesture"]
@@ -29,6 +29,16 @@ def read_dvsgesture(path: str | Path) -> np.ndarray:
     events = np.load(path)
     events[:, 3] *= 1000
     return recfunctions.unstructured_to_structured(events, _EVENT_DTYPE)
+
+
+def _label(path: Path, num_classes: int) -> int:
+    """The class of a recording, its file name ``<label>.npy``."""
+    if not path.stem.isdecimal() or int(path.stem) >= num_classes:
+        raise DataSpecError(
+            f"{path}: the file name must be the recording's label, 0..{num_classes - 1}; "
+            "rename or remove the file"
+        )
+    return int(path.stem)
 
 
 class DVSGestureDataModule(EventDataModule):
@@ -81,7 +91,8 @@ class DVSGestureDataModule(EventDataModule):
         files = sorted(root.glob("*/*.npy"))
         if not files:
             raise DataNotFoundError(f"{root} holds no <user>_<lighting>/<label>.npy recordings")
-        return EventFiles(files, [int(f.stem) for f in files], read_dvsgesture, transform)
+        labels = [_label(f, self.num_classes) for f in files]
+        return EventFiles(files, labels, read_dvsgesture, transform)
 
     def default_augmentation(self) -> list[Callable]:
         """A random crop of the frame size with ``S // 8`` zero padding."""

@@ -20,6 +20,7 @@ from torch.utils.data.dataloader import default_collate
 from torchvision.transforms import v2
 
 from .base import ClassificationDataModule
+from .errors import DataNotFoundError, DataSpecError
 
 __all__ = ["EventDataModule", "EventFiles", "EventFrames", "events_to_frames"]
 
@@ -115,8 +116,19 @@ class EventFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Tensor | np.ndarray, int]:
-        events = self.reader(str(self.files[index]))
-        return (self.transform(events) if self.transform else events), int(self.labels[index])
+        path = self.files[index]
+        try:
+            events = self.reader(str(path))
+            frames = self.transform(events) if self.transform else events
+        except (DataNotFoundError, DataSpecError):  # the reader's own, naming the file
+            raise
+        except (OSError, ValueError, IndexError, KeyError, EOFError) as err:
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise DataNotFoundError(
+                f"recording {path} cannot be used ({type(err).__name__}: {reason}); copy it "
+                "again, or remove it from the dataset"
+            ) from err
+        return frames, int(self.labels[index])
 
 
 def _frames_as_images(batch: list) -> tuple[Tensor, Tensor]:

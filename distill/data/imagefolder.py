@@ -5,19 +5,36 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import find_classes
+from torchvision.datasets.folder import default_loader, find_classes
 from torchvision.transforms import v2
 
 from .base import ClassificationDataModule
 from .errors import DataNotFoundError
 
-__all__ = ["ImageFolderDataModule"]
+__all__ = ["ImageFolderDataModule", "load_image"]
 
 _LAYOUT = "DIR/<class>/<image> (split here), or DIR/train/<class>/<image> + DIR/val/<class>/<image>"
+
+
+def load_image(path: str) -> Any:
+    """An image file as RGB (torchvision's loader), or an error naming the file.
+
+    Raises:
+        DataNotFoundError: the file cannot be decoded (corrupt, truncated, not an image).
+    """
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DataNotFoundError(
+            f"image {path} cannot be decoded ({type(err).__name__}: {reason}); replace it, or "
+            "remove it from the folder"
+        ) from err
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -107,7 +124,7 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def _folder(self, root: Path, transform: Callable) -> ImageFolder:
         try:
-            return ImageFolder(str(root), transform=transform)
+            return ImageFolder(str(root), transform=transform, loader=load_image)
         except FileNotFoundError as err:  # no class folders, or no images in them
             raise DataNotFoundError(f"{root}: {err}; expected {_LAYOUT}") from None
 

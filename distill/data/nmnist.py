@@ -15,31 +15,48 @@ import numpy as np
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .errors import DataNotFoundError
+from .errors import DataNotFoundError, DataSpecError
 from .events import EventDataModule, EventFiles
 from .paths import DATA_VAR, local_data
 
 __all__ = ["NMNISTDataModule", "read_id_list", "read_nmnist"]
 
 _EVENT_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])  # tonic.datasets.NMNIST
+_EVENT_BYTES = 5  # x, y, polarity + 23 bits of time: N-MNIST's event format
 
 
 def read_nmnist(path: str | Path) -> np.ndarray:
-    """Events of one N-MNIST file (x, y in 0..33, t in µs, p in {0, 1}); tonic's reader."""
+    """Events of one N-MNIST file (x, y in 0..33, t in µs, p in {0, 1}); tonic's reader.
+
+    Raises:
+        DataNotFoundError: the file is empty or not a whole number of 5-byte events.
+    """
     from tonic.io import read_mnist_file
 
+    size = Path(path).stat().st_size
+    if size == 0 or size % _EVENT_BYTES:
+        raise DataNotFoundError(
+            f"{path}: {size} bytes, not a whole number of {_EVENT_BYTES}-byte N-MNIST events "
+            "(or none); the recording is truncated or not N-MNIST: copy it again"
+        )
     return read_mnist_file(str(path), dtype=_EVENT_DTYPE)
 
 
-def read_id_list(path: Path) -> list[tuple[str, int]]:
-    """``(id, label)`` pairs of a ``<id> <label>`` list (lines starting with ``#`` skipped)."""
+def read_id_list(path: Path, num_classes: int | None = None) -> list[tuple[str, int]]:
+    """``(id, label)`` pairs of a ``<id> <label>`` list (lines starting with ``#`` skipped);
+    labels must lie in ``0..num_classes-1`` when ``num_classes`` is given."""
     pairs = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.split()
-        if len(fields) != 2 or not fields[1].isdigit():
+        if len(fields) != 2 or not fields[1].isdecimal():
             raise DataNotFoundError(f"{path}:{number}: expected '<id> <label>', got {line!r}")
+        if num_classes is not None and int(fields[1]) >= num_classes:
+            raise DataSpecError(
+                f"{path}:{number}: label {fields[1]} is outside 0..{num_classes - 1} "
+                f"({num_classes} classes); fix the list"
+            )
         pairs.append((fields[0], int(fields[1])))
     return pairs
 
@@ -81,7 +98,7 @@ class NMNISTDataModule(EventDataModule):
         root = self._root()
         lists = sorted(root.glob(f"{split}*.txt")) if root.is_dir() else []
         if len(lists) == 1:
-            pairs = read_id_list(lists[0])
+            pairs = read_id_list(lists[0], self.num_classes)
             files = [root / f"{ident}.bs2" for ident, _ in pairs]
             files = [f if f.exists() else f.with_suffix(".bin") for f in files]
             missing = [str(f) for f in files if not f.exists()]

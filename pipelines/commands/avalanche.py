@@ -45,9 +45,9 @@ def avalanche(
         output: folder of ``avalanche.json`` and ``avalanche.png``.
         checkpoint: a local weights file for the model.
         pretrained: pretrained weights (local copy, else timm's hub).
-        levels: ``L``, quantization levels.
-        max_spikes: ``N``, spikes per neuron per step (default ``L``).
-        timesteps: ``T``.
+        levels: ``L``, quantization levels (1 to 65535).
+        max_spikes: ``N``, spikes per neuron per step (default ``L``; 1 to 65535).
+        timesteps: ``T`` (1 to 4096).
         per_channel: per-channel thresholds.
         modes: the forms to measure.
         calibration_images: training images for the thresholds.
@@ -58,8 +58,13 @@ def avalanche(
     from multispike.convert import calibrate
     from multispike.pipelines.avalanche import avalanche as measure
     from multispike.pipelines.avalanche import save_avalanche
+    from multispike.pipelines.commands.convert import check_counts
+    from multispike.pipelines.outputs import check_output, writing
     from multispike.pipelines.sources import ann_and_data, first_images
 
+    check_counts(levels=levels, max_spikes=max_spikes, timesteps=timesteps,
+                 calibration_images=calibration_images)  # fmt: skip
+    check_output(output, "folder")
     ann, _ = ann_and_data(model, data, checkpoint=checkpoint, pretrained=pretrained)
     data.setup("test" if split == "test" else "validate")
     calib = list(data.calibration_dataloader(calibration_images))
@@ -72,7 +77,8 @@ def avalanche(
         timesteps=timesteps, max_spikes=max_spikes, progress=progress,
     )  # fmt: skip
     result.update(model=model, split=split)
-    json_path, png_path = save_avalanche(result, output)
+    with writing(output):
+        json_path, png_path = save_avalanche(result, output)
     for mode, form in result["forms"].items():
         accuracy = form["accuracy"]
         print(

@@ -24,7 +24,7 @@ import lightning as L
 import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
 from multispike.pipelines.engine import Engine
 
-__all__ = ["config", "convert", "main"]
+__all__ = ["COUNT_LIMITS", "check_counts", "config", "convert", "main"]
 
 
 def convert(
@@ -59,9 +59,9 @@ def convert(
         pretrained: pretrained weights: the local data folder's copy, else timm's hub.
         num_classes: classifier outputs (default: the data's).
         in_chans: input channels (default: the data's).
-        levels: ``L``, quantization levels of every activation.
-        max_spikes: ``N``, spikes per neuron per step (default ``L``).
-        timesteps: ``T``, SNN steps.
+        levels: ``L``, quantization levels of every activation (1 to 65535).
+        max_spikes: ``N``, spikes per neuron per step (default ``L``; 1 to 65535).
+        timesteps: ``T``, SNN steps (1 to 4096).
         per_channel: one threshold per channel.
         calibration: how thresholds are set: a ``percentile`` of each activation, the
             quantization-``mse`` minimiser, or ``reconstruct``: ``mse``, then block-wise
@@ -90,14 +90,14 @@ def convert(
     )
     from multispike.distill.data import RandomDataModule
     from multispike.pipelines.evaluate import accuracy_summary, nested_metrics
+    from multispike.pipelines.outputs import check_output, writing
     from multispike.pipelines.serialize import save
     from multispike.pipelines.sources import ann_and_data, first_images, preprocessing
 
-    for flag, value in (("levels", levels), ("timesteps", timesteps), ("max_spikes", max_spikes),
-                        ("calibration_images", calibration_images),
-                        ("reconstruct_iterations", reconstruct_iterations)):  # fmt: skip
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be >= 1, got {value}")
+    check_counts(levels=levels, timesteps=timesteps, max_spikes=max_spikes,
+                 calibration_images=calibration_images,
+                 reconstruct_iterations=reconstruct_iterations)  # fmt: skip
+    check_output(output, "folder")
     fabric = trainer.launch()
     main = fabric.global_rank == 0
     progress = progress and main
@@ -141,7 +141,6 @@ def convert(
     if not main:
         fabric.barrier()  # the next stage reads what rank 0 writes
         return {}
-    save(snn, output, model_name=model, model_kwargs=kwargs, preprocessing=preprocessing(data))
     payload = {
         **nested_metrics(accuracy),
         "conversion": report.to_dict(),
@@ -151,13 +150,33 @@ def convert(
                         "percentile": percentile, "seconds": round(seconds, 2),
                         "reconstruct_iterations": reconstruct_iterations},
     }  # fmt: skip
-    (Path(output) / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
+    with writing(output):
+        save(snn, output, model_name=model, model_kwargs=kwargs, preprocessing=preprocessing(data))
+        (Path(output) / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(report)
     if accuracy:
         print(_summary(accuracy, timesteps, eval_count))
     print(f"saved to {output}/ (config.json, model.safetensors, report.json)")
     fabric.barrier()
     return payload
+
+
+# the most a count flag may be; beyond, a value is a typo, not a plan: more levels than a 16-bit
+# count, or T steps that multiply every batch (the SNN's layers run T·B inputs at once)
+COUNT_LIMITS = {"levels": 65_535, "max_spikes": 65_535, "timesteps": 4096, "binary_timesteps": 4096}
+
+
+def check_counts(**counts: int | None) -> None:
+    """Refuse a count flag below 1 or above its :data:`COUNT_LIMITS` (``None`` is a default).
+
+    Raises:
+        ValueError: one line naming the flag, e.g. ``--timesteps must be >= 1 and <= 4096``.
+    """
+    for flag, value in counts.items():
+        most = COUNT_LIMITS.get(flag)
+        if value is not None and (value < 1 or (most is not None and value > most)):
+            bound = ">= 1" if most is None else f">= 1 and <= {most}"
+            raise ValueError(f"--{flag} must be {bound}, got {value}")
 
 
 def _summary(accuracy: dict, timesteps: int, images: int) -> str:

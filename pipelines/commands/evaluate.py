@@ -50,9 +50,9 @@ def evaluate(
         output: the report folder (``metrics.json``, ``report.md``, plots).
         checkpoint: weights of the source ANN (the folder's architecture), for its row.
         pretrained: the source ANN's pretrained weights (local copy, else timm's hub).
-        max_spikes: ``N`` of the multi-level SNN (default: the folder's, else ``L``).
-        timesteps: ``T`` of the multi-level SNN (default: the folder's, else 1).
-        binary_timesteps: ``T`` of the binary (``N = 1``) SNN (default ``L``).
+        max_spikes: ``N`` of the multi-level SNN (default: the folder's, else ``L``; 1 to 65535).
+        timesteps: ``T`` of the multi-level SNN (default: the folder's, else 1; 1 to 4096).
+        binary_timesteps: ``T`` of the binary (``N = 1``) SNN (default ``L``; 1 to 4096).
         sweep: extra ``NxT`` configurations, e.g. ``[1x2, 2x2]``.
         noise: Gaussian σ (images) or spurious-event probability (events); empty: none.
         eval_images: the first images of the test split (default: all of them).
@@ -77,12 +77,16 @@ def evaluate(
 
     from multispike.convert import SpikingNetwork, qann_of, shard_batches
     from multispike.distill.energy import load_costs
+    from multispike.pipelines.commands.convert import check_counts
     from multispike.pipelines.evaluate import SNNConfig, write_report
     from multispike.pipelines.evaluate import evaluate as run_evaluation
+    from multispike.pipelines.outputs import check_output, writing
     from multispike.pipelines.serialize import load
     from multispike.pipelines.sources import ann_and_data, first_images
 
-    configs = [SNNConfig.parse(text) for text in sweep]
+    check_counts(max_spikes=max_spikes, timesteps=timesteps, binary_timesteps=binary_timesteps)
+    configs = [_sweep_config(SNNConfig.parse(text), text) for text in sweep]
+    check_output(output, "folder")
     costs = load_costs(energy_costs)
     fabric = trainer.launch()
     main = fabric.global_rank == 0
@@ -115,11 +119,25 @@ def evaluate(
     metrics["noise_images"] = len(first_images(test, noise_images or eval_images).dataset)
     metrics["context"] = _context(model_dir, arch, checkpoint, pretrained, data, device)
     if main:
-        write_report(metrics, output)
+        with writing(output):
+            write_report(metrics, output)
         print(_summary(metrics))
         print(f"report: {Path(output) / 'report.md'}")
     fabric.barrier()  # the next stage reads what rank 0 writes
     return metrics
+
+
+def _sweep_config(config, text: str):
+    """``config`` (an ``SNNConfig`` read from ``text``) if ``N`` and ``T`` are in bounds."""
+    from multispike.pipelines.commands.convert import COUNT_LIMITS
+
+    for name, value in (("max_spikes", config.max_spikes), ("timesteps", config.timesteps)):
+        if value > COUNT_LIMITS[name]:
+            raise ValueError(
+                f"--sweep {text}: {name} {value} is more than {COUNT_LIMITS[name]}; "
+                "choose a smaller NxT"
+            )
+    return config
 
 
 def _context(model_dir, arch, checkpoint, pretrained, data, device) -> dict:

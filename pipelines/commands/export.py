@@ -32,34 +32,54 @@ def export(
             spikes.
         opset: ONNX only: the opset version.
     """
+    import json
+
     from multispike.convert import SpikingNetwork
     from multispike.convert.distributed import rank_and_world
     from multispike.pipelines.export import ExportError, export_nir, export_onnx
+    from multispike.pipelines.outputs import check_output, writing
     from multispike.pipelines.serialize import load
 
     if rank_and_world()[0] != 0:  # a distributed run's other ranks: rank 0 writes the file
         return Path(output)
+    check_output(output, "file")
+    if format == "sinabs":
+        _require_sinabs()
     model = load(model_dir)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    if format == "onnx":
-        import json
-
-        config = json.loads((Path(model_dir) / "config.json").read_text())
-        export_onnx(model, output, opset=opset, preprocessing=config.get("preprocessing"))
-    elif not isinstance(model, SpikingNetwork):
+    if format != "onnx" and not isinstance(model, SpikingNetwork):
         raise ExportError(
             f"{model_dir} holds a quantized ANN, not a spiking network: {format} export needs "
             "an SNN (convert with to_snn and save it), or use --format onnx"
         )
-    elif format == "sinabs":
-        from multispike.pipelines.sinabs_export import save_sinabs
+    config = json.loads((Path(model_dir) / "config.json").read_text())  # load() checked it
+    with writing(output):
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        if format == "onnx":
+            export_onnx(model, output, opset=opset, preprocessing=config.get("preprocessing"))
+        elif format == "sinabs":
+            from multispike.pipelines.sinabs_export import save_sinabs
 
-        save_sinabs(model, output)
-    else:
-        graph = export_nir(model, output, output=nir_output)
+            save_sinabs(model, output)
+        else:
+            graph = export_nir(model, output, output=nir_output)
+    if format == "nir":
         _warn_payload(graph)
     print(f"wrote {output} ({format})")
     return Path(output)
+
+
+def _require_sinabs() -> None:
+    """Raise one line saying how to install sinabs when it cannot be imported."""
+    from multispike.pipelines.export import ExportError
+
+    try:
+        import sinabs.activation  # noqa: F401
+        import sinabs.layers  # noqa: F401
+    except ImportError as err:
+        raise ExportError(
+            f"--format sinabs needs sinabs, which cannot be imported ({err}): install it with "
+            "'pip install --no-deps sinabs pbr' (sinabs pins an older nir; see the README)"
+        ) from None
 
 
 def _warn_payload(graph) -> None:

@@ -9,6 +9,7 @@ import torch
 from multispike.distill.data import (
     CIFAR10DVSDataModule,
     DataNotFoundError,
+    DataSpecError,
     DVSGestureDataModule,
     EventFrames,
     NMNISTDataModule,
@@ -228,3 +229,43 @@ def test_event_options_are_hyperparameters(fake_nmnist):
     dm = NMNISTDataModule(fake_nmnist[0], frames=4, clip=2.0, batch_size=3)
     assert dict(dm.hparams) | {"frames": 4, "clip": 2.0, "batch_size": 3} == dict(dm.hparams)
     assert dm.input_shape == (2, 34, 34) and dm.std == (2.0, 2.0) and dm.mean == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("size", [0, 2, 7])
+def test_a_truncated_nmnist_recording_is_named(fake_nmnist, size):
+    root, _ = fake_nmnist
+    bad = root / "NMNIST" / "Test" / "9" / "00001.bin"
+    bad.write_bytes(bad.read_bytes()[:size])
+    with pytest.raises(DataNotFoundError, match=f"{bad}: {size} bytes, not a whole number of 5"):
+        read_nmnist(bad)
+    dataset = NMNISTDataModule(root)._source("test", None)
+    assert len(dataset[0][0]) > 0  # the good recording still reads
+    with pytest.raises(DataNotFoundError, match=f"{bad}: {size} bytes") as info:
+        dataset[1]
+    assert "\n" not in str(info.value)
+
+
+def test_an_unreadable_recording_is_named(fake_nmnist):
+    root, _ = fake_nmnist
+    bad = root / "NMNIST" / "Test" / "9" / "00001.bin"
+    _write_nmnist(bad, np.array([(40, 1, 0, 0), (1, 1, 9, 1)], dtype=DTYPE))  # x beyond 33
+    dataset = NMNISTDataModule(root)._source("test", NMNISTDataModule(root).transform(False))
+    with pytest.raises(DataNotFoundError, match=f"recording {bad} cannot be used .*outside"):
+        dataset[1]
+
+
+def test_labels_outside_the_classes_are_named(tmp_path):
+    (tmp_path / "train9.txt").write_text("#sample #class\n1 5\n2 10\n")
+    with pytest.raises(DataSpecError, match=r"train9.txt:3: label 10 is outside 0..9"):
+        NMNISTDataModule(tmp_path)._listing("train")
+    rows = np.array([[3, 4, 1, 0]], dtype=np.int64)
+    for name in ("3", "11", "left"):
+        folder = tmp_path / "DVSGesture" / "ibmGestureTrain" / f"user01_{name}"
+        folder.mkdir(parents=True)
+        np.save(folder / f"{name}.npy", rows)
+        if name == "3":
+            assert DVSGestureDataModule(tmp_path)._source("train", None).labels == [3]
+            continue
+        with pytest.raises(DataSpecError, match=f"{folder / name}.npy: the file name must be"):
+            DVSGestureDataModule(tmp_path)._source("train", None)
+        (folder / f"{name}.npy").unlink()

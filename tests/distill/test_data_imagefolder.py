@@ -83,3 +83,23 @@ def test_eval_geometry_follows_the_models_pretrained_cfg(tmp_path):
     given = ImageFolderDataModule(tmp_path, image_size=96, resize_size=100)
     given.adopt_model_config(resnet50)
     assert (given.image_size, given.resize_size) == (96, 100)  # explicit values win
+
+
+def test_a_corrupt_image_is_named(tmp_path):
+    _tree(tmp_path, per_class=2)
+    good = tmp_path / "cat" / "0.png"
+    truncated = tmp_path / "cat" / "1.jpg"
+    Image.new("RGB", (12, 10), (255, 0, 0)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])  # a JPEG cut short
+    garbage = tmp_path / "dog" / "1.jpg"
+    garbage.write_bytes(b"not a picture\n")
+    dm = ImageFolderDataModule(tmp_path, image_size=8, batch_size=16, val_size=0)
+    dataset = dm._folder(tmp_path, dm.transform(False))
+    assert dataset[dataset.samples.index((str(good), 0))][0].shape == (3, 8, 8)
+    for path in (truncated, garbage):
+        index = [p for p, _ in dataset.samples].index(str(path))
+        with pytest.raises(DataNotFoundError, match=f"image {path} cannot be decoded") as info:
+            dataset[index]
+        assert "\n" not in str(info.value)
+    with pytest.raises(DataNotFoundError, match="cannot be decoded"):
+        _all(dm.train_dataloader())

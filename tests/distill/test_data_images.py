@@ -298,3 +298,35 @@ def test_channels_last_reaches_every_loader_with_the_same_values(fake_cifar):
         assert x_cl.is_contiguous(memory_format=torch.channels_last), name
         assert not x_cl.is_contiguous() and x.is_contiguous(), name
         assert torch.equal(x, x_cl) and torch.equal(y, y_cl), name
+
+
+def test_a_file_that_is_not_an_npz_is_named(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("hello, world\n")
+    with pytest.raises(DataNotFoundError, match=f"{text}: not an .npz archive .*b'hell'"):
+        CIFAR10DataModule(text).setup("test")
+    empty = tmp_path / "empty.npz"
+    empty.touch()
+    with pytest.raises(DataNotFoundError, match="not an .npz archive \\(it is empty\\)"):
+        CIFAR10DataModule(empty).setup("test")
+    array = tmp_path / "array.npz"
+    with open(array, "wb") as file:  # a .npy under an .npz name
+        np.save(file, np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(DataNotFoundError, match="not an .npz archive \\(it is a single .npy array"):
+        CIFAR10DataModule(array).setup("test")
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        ([0, 10, 3, -1], r"'test_y' holds labels outside 0..9 \(10 classes\): -1, 10;"),
+        ([0.0, 1.5, 2.0, 3.0], "'test_y' holds float64 labels; expected integers"),
+    ],
+)
+def test_labels_outside_the_classes_are_refused(tmp_path, labels, words):
+    path = tmp_path / "bad.npz"
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    np.savez(path, train_x=images, train_y=np.arange(4), test_x=images, test_y=np.array(labels))
+    with pytest.raises(DataSpecError, match=f"{path}: {words}"):
+        CIFAR10DataModule(path).setup("test")
+    assert len(CIFAR100DataModule(path).train_dataloader().dataset) == 4  # train_y is fine

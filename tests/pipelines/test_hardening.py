@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +160,10 @@ def _cli_cases(tmp_path: Path, npz: Path) -> list[tuple[str, list[str], str]]:
     mismatch = tmp_path / "mismatch.npz"
     images = np.zeros((6, 32, 32, 3), np.uint8)
     np.savez(mismatch, train_x=images, train_y=np.arange(4), test_x=images, test_y=np.arange(6))
+    text_npz = tmp_path / "notes.npz"
+    text_npz.write_text("hello, world\n")
+    out_of_range = tmp_path / "labels.npz"
+    np.savez(out_of_range, train_x=images, train_y=np.array([0, 10, 3, -1, 2, 1]))
     unsafe = tmp_path / "unsafe.ckpt"
     torch.save({"state_dict": {}, "payload": _Payload()}, unsafe)
     distill = [
@@ -176,6 +183,12 @@ def _cli_cases(tmp_path: Path, npz: Path) -> list[tuple[str, list[str], str]]:
         ),
         ("truncated npz", [*convert, *cifar, str(truncated)], "not a readable .npz archive"),
         ("labels do not match", [*convert, *cifar, str(mismatch)], "6 images in 'train_x' but 4"),
+        ("text as npz", [*convert, *cifar, str(text_npz)], f"{text_npz}: not an .npz archive"),
+        (
+            "labels out of range",
+            [*convert, *cifar, str(out_of_range)],
+            f"{out_of_range}: 'train_y' holds labels outside 0..9 (10 classes): -1, 10;",
+        ),
         (
             "zero levels",
             [*convert, "--data", "DigitsDataModule", "--levels", "0"],
@@ -216,12 +229,11 @@ def test_every_bad_cli_input_is_one_line_and_exit_2(tmp_path, npz, capsys, monke
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("MULTISPIKE_DEBUG", raising=False)
+    monkeypatch.setenv("MULTISPIKE_DEBUG", "0")  # --debug sets it: put back as it was after
     argv = ["export", "--model_dir", str(tmp_path), "--format", "onnx", "--output", "x.onnx"]
     assert main(["--debug", *argv]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "config.json not found" in err
-    monkeypatch.delenv("MULTISPIKE_DEBUG", raising=False)
 
 
 def test_hashed_checkpoints_round_trip_and_refuse_changes(tmp_path):
@@ -339,3 +351,197 @@ def test_fuzzed_checkpoints_and_npz_read_cleanly_or_raise_a_documented_error(
     broken.write_bytes(_flip(npz.read_bytes(), positions, value))
     with contextlib.suppress(DataNotFoundError):
         load_npz_split(broken, "train", ("y",))
+
+
+# --------------------------------------------------------------------------- outputs, data, flags
+
+
+def _tree(root: Path) -> dict[Path, bytes | None]:
+    return {p: p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def _refused(argv: list[str], words: str, root: Path, capsys) -> str:
+    """Run ``multispike argv``: exit 2, one line holding ``words``, nothing under ``root``
+    written or changed; returns the line."""
+    before = _tree(root)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err, (argv, err)
+    assert err.strip().count("\n") == 0, err  # one line
+    assert _tree(root) == before, argv
+    return err
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Models and model folders may not be loaded: the checks come first."""
+    from multispike.pipelines import serialize, sources
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(sources, "ann_and_data", never)
+    monkeypatch.setattr(serialize, "load", never)
+
+
+def _command(name: str, folder: Path, output: Path, *extra: str) -> list[str]:
+    digits = ["--data", "DigitsDataModule", "--output", str(output), *extra]
+    return {
+        "convert": ["convert", "--model", "ms_resnet20", *digits],
+        "avalanche": ["avalanche", "--model", "ms_resnet20", *digits],
+        "evaluate": ["evaluate", "--model_dir", str(folder), *digits],
+        "export": ["export", "--model_dir", str(folder), "--output", str(output), *extra],
+    }[name]
+
+
+@pytest.mark.usefixtures("no_loading")
+@pytest.mark.parametrize("command", ["convert", "evaluate", "avalanche", "export"])
+def test_an_unwritable_output_is_refused_before_any_work(
+    folder, tmp_path, capsys, monkeypatch, command
+):
+    monkeypatch.chdir(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    (tmp_path / "reports").mkdir()
+    extra = ["--format", "onnx"] if command == "export" else []
+    wrong = tmp_path / ("reports" if command == "export" else "notes.txt")
+    kind = "a file" if command == "export" else "a folder"
+    err = _refused(_command(command, folder, wrong, *extra), f"--output {wrong}", tmp_path, capsys)
+    assert f"is an existing {'folder' if command == 'export' else 'file'}, but {kind}" in err
+    below_file = notes / "sub" / "out"
+    words = f"--output {below_file} cannot be created: {notes} is a file"
+    _refused(_command(command, folder, below_file, *extra), words, tmp_path, capsys)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # root ignores chmod: simulate it
+    new = tmp_path / "reports" / "new"
+    words = f"--output {new} cannot be created: {tmp_path / 'reports'} is not writable"
+    _refused(_command(command, folder, new, *extra), words, tmp_path, capsys)
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_while_exporting_is_one_line_naming_the_file(
+    folder, tmp_path, capsys, monkeypatch
+):
+    from multispike.pipelines import export
+
+    monkeypatch.setattr(export, "export_onnx", _disk_full)
+    out = tmp_path / "model.onnx"
+    words = f"--output {out}: writing {out} failed (No space left on device)"
+    _refused(["export", "--model_dir", str(folder), "--format", "onnx", "--output", str(out)],
+             words, tmp_path, capsys)  # fmt: skip
+
+
+def test_a_full_disk_after_calibration_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    from multispike.pipelines import serialize
+
+    def save(model, directory, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / "model.safetensors"))
+
+    monkeypatch.setattr(serialize, "save", save)
+    out = tmp_path / "run"
+    argv = _command("convert", tmp_path, out, "--calibration_images", "16", "--eval_images", "8",
+                    "--progress", "false")  # fmt: skip
+    _refused(argv, f"--output {out}: writing {out / 'model.safetensors'} failed (No space left",
+             tmp_path, capsys)  # fmt: skip
+
+
+FLAG_CASES = [
+    ("evaluate", ["--timesteps", "0"], "--timesteps must be >= 1 and <= 4096, got 0"),
+    ("evaluate", ["--max_spikes", "0"], "--max_spikes must be >= 1 and <= 65535, got 0"),
+    ("evaluate", ["--binary_timesteps", "0"], "--binary_timesteps must be >= 1"),
+    ("evaluate", ["--timesteps", "-3"], "--timesteps must be >= 1 and <= 4096, got -3"),
+    ("evaluate", ["--timesteps", str(10**6)], "--timesteps must be >= 1 and <= 4096, got 1000000"),
+    ("evaluate", ["--sweep", "[2x5000]"], "--sweep 2x5000: timesteps 5000 is more than 4096"),
+    ("convert", ["--levels", str(2**70)], f"--levels must be >= 1 and <= 65535, got {2**70}"),
+    ("convert", ["--max_spikes", "65536"], "--max_spikes must be >= 1 and <= 65535, got 65536"),
+    ("convert", ["--timesteps", "4097"], "--timesteps must be >= 1 and <= 4096, got 4097"),
+    ("avalanche", ["--timesteps", "0"], "--timesteps must be >= 1 and <= 4096, got 0"),
+    ("avalanche", ["--levels", "-1"], "--levels must be >= 1 and <= 65535, got -1"),
+    ("avalanche", ["--calibration_images", "0"], "--calibration_images must be >= 1, got 0"),
+]
+
+
+@pytest.mark.usefixtures("no_loading")
+@pytest.mark.parametrize(("command", "flags", "words"), FLAG_CASES, ids=lambda v: str(v)[:24])
+def test_counts_out_of_bounds_are_one_line_naming_the_flag(
+    folder, tmp_path, capsys, command, flags, words
+):
+    _refused(_command(command, folder, tmp_path / "out", *flags), words, tmp_path, capsys)
+
+
+def _corrupt_images(root: Path) -> None:
+    """Two class folders of JPEGs cut short."""
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (12, 12), (200, 10, 10)).save(root / name / f"{i}.jpg")
+            (root / name / f"{i}.jpg").write_bytes((root / name / f"{i}.jpg").read_bytes()[:150])
+
+
+def _short_recordings(root: Path) -> None:
+    """An N-MNIST tree whose recordings hold 2 bytes, not 5-byte events."""
+    for split in ("Train", "Test"):
+        for digit in (1, 7):
+            (root / split / str(digit)).mkdir(parents=True)
+            (root / split / str(digit) / "00000.bin").write_bytes(b"\x01\x02")
+
+
+DATA_CASES = [
+    ("corrupt jpeg", _corrupt_images, "ms_resnet20", "ImageFolderDataModule",
+     ["--data.image_size", "8"], r"image \S+/(cat|dog)/[01]\.jpg cannot be decoded"),
+    ("2-byte recording", _short_recordings, "ms_nir_nmnist_cnn", "NMNISTDataModule", [],
+     r"\S+/Train/[17]/00000\.bin: 2 bytes, not a whole number of 5-byte N-MNIST events"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "make", "model", "data", "extra", "pattern"),
+    DATA_CASES,
+    ids=[c[0] for c in DATA_CASES],
+)
+def test_a_broken_data_file_is_one_line_naming_it(
+    tmp_path, capsys, case, make, model, data, extra, pattern
+):
+    make(tmp_path / "data")
+    out = tmp_path / "out"
+    argv = ["convert", "--model", model, "--data", data, "--data.path", str(tmp_path / "data"),
+            *extra, "--calibration_images", "8", "--output", str(out),
+            "--progress", "false"]  # fmt: skip
+    err = _refused(argv, "", tmp_path, capsys)
+    assert re.search(pattern, err), err
+    assert str(tmp_path / "data") in err and not out.exists()
+
+
+def test_to_snn_returns_the_mode_of_its_qann_with_checks_on():
+    torch.manual_seed(0)
+    ann = timm.create_model(MODEL).eval()
+    qann = calibrate(ann, [torch.rand(8, 2, 34, 34)], levels=2, progress=False)
+    snn = to_snn(qann)
+    assert not any(m.training for m in snn.modules())  # eval mode, as calibrate and load give
+    x = torch.rand(3, 2, 34, 34)
+    assert torch.equal(snn(x)[0], qann(x))  # N = L, T = 1: bit-identical, as before
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="1 non-finite value"):
+        snn(bad)  # the input check runs without a call to .eval()
+    training = to_snn(qann.train())  # a QANN in training (distillation) keeps its mode
+    assert training.training and all(n.training for n in training.net.modules())
+    assert torch.equal(training(x), snn(x))  # no value depends on the mode (no dropout here)
+    training(bad)  # no check, no sync, in training
+
+
+def test_sinabs_export_without_sinabs_says_how_to_install_it(folder, tmp_path, capsys, monkeypatch):
+    for name in ("sinabs", "sinabs.layers", "sinabs.activation"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    out = tmp_path / "model.sinabs.pt"
+    argv = ["export", "--model_dir", str(folder), "--format", "sinabs", "--output", str(out)]
+    err = _refused(argv, "--format sinabs needs sinabs", tmp_path, capsys)
+    assert "pip install --no-deps sinabs pbr" in err and not out.exists()
