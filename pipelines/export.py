@@ -85,7 +85,8 @@ _FLATTEN_METHODS = {"flatten", "view", "reshape"}
 
 
 class ExportError(ValueError):
-    """The model holds an operation the target format cannot express; names the node."""
+    """The model holds an operation the target format cannot express, or a NIR graph read
+    back is malformed; names the node (and the file)."""
 
 
 # --------------------------------------------------------------------------- NIR
@@ -532,6 +533,14 @@ def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
 
     The returned module is nirtorch's graph executor: call it once per step with one
     unbatched sample ``(C, H, W)``; it returns ``(output, state)``.
+
+    The graph is checked before anything is built
+    (:func:`~multispike.pipelines.nir_checks.validate_nir_graph`).
+
+    Raises:
+        FileNotFoundError: no file at ``graph``.
+        ExportError: a corrupt file or a malformed graph (a dangling edge, a cycle, a
+            threshold <= 0, a non-finite or oversized array, ...), naming the file and node.
     """
     try:
         import nirtorch
@@ -539,8 +548,9 @@ def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
         from snntorch.import_nir import _nir_to_snntorch_module
     except ImportError as err:  # snnTorch is a test-only (dev) dependency
         raise ImportError("to_snntorch needs snntorch: pip install 'multispike[dev]'") from err
-    if not isinstance(graph, nir.NIRGraph):
-        graph = nir.read(str(graph))
+    from .nir_checks import read_nir  # imports this module: not at the top
+
+    graph = read_nir(graph)
 
     def if_neuron(node: nir.IF) -> nn.Module:
         neuron = snntorch.Leaky(

@@ -49,6 +49,8 @@ __all__ = [
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+MAX_CONFIG_BYTES = 64 << 20  # a config.json (per-channel thresholds of a large CNN: ~2 MB)
+MAX_PARAMETERS = 2**30  # parameters and buffers of the architecture a config names (4 GiB)
 _FORMAT = "multispike-model"
 _LIBRARIES = ("multispike", "torch", "timm")
 
@@ -237,10 +239,8 @@ def load(
     _check_versions(config, config_path)
 
     arch = config["architecture"]
-    ann = _create(arch)
-    qann = build_qann(
-        ann, config["levels"], per_channel=config["per_channel"], input_shape=config["input_shape"]
-    )
+    ann = _create(arch, config_path)
+    qann = _build_qann(ann, config, config_path)
     qann = replay_transforms(qann, config["transforms"])
     # where it came from travels with it (SaveStudent saves a distilled copy under this name)
     qann.meta["multispike"]["architecture"] = {
@@ -267,9 +267,15 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"{path} not found: a model directory written by multispike.pipelines.save holds "
             f"{CONFIG_FILE} and {WEIGHTS_FILE}"
         )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelFileError(
+            f"{path} is {path.stat().st_size} bytes, more than a model config holds "
+            f"({MAX_CONFIG_BYTES}): the file is corrupt or not a config"
+        )
     try:
         config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    # ValueError: bad JSON, bad UTF-8, integers over Python's digit limit; RecursionError: nesting
+    except (ValueError, RecursionError) as err:
         raise ModelFileError(f"{path} is not valid JSON ({err}): the file is corrupt") from err
     if not isinstance(config, dict) or config.get("format") != _FORMAT:
         raise ModelFileError(f"{path} is not a multispike model config (no format {_FORMAT!r})")
@@ -323,9 +329,50 @@ def _check_versions(config: dict[str, Any], path: Path) -> None:
             )
 
 
-def _create(arch: dict[str, Any]) -> nn.Module:
-    """The architecture, by registry name only (validated): a config never imports code."""
-    return timm.create_model(arch["model_name"], pretrained=False, **arch.get("model_kwargs", {}))
+def _create(arch: dict[str, Any], path: Path) -> nn.Module:
+    """The architecture, by registry name only (validated): a config never imports code.
+
+    It is first built on the meta device (no memory) to refuse one over
+    :data:`MAX_PARAMETERS`; a model whose constructor cannot run there is built directly.
+
+    Raises:
+        ModelFileError: the constructor refuses ``model_kwargs`` or the model is too large.
+    """
+    name, kwargs = arch["model_name"], arch.get("model_kwargs", {})
+    where = f"{path}: architecture {name!r} with model_kwargs {str(kwargs)[:200]}"
+    try:
+        with torch.device("meta"):
+            probe = timm.create_model(name, pretrained=False, **kwargs)
+    except Exception:  # some constructors need real tensors: built directly below
+        probe = None
+    if probe is not None:
+        size = sum(t.numel() for t in [*probe.parameters(), *probe.buffers()])
+        if size > MAX_PARAMETERS:
+            raise ModelFileError(
+                f"{where} has {size} parameters, more than {MAX_PARAMETERS}: fix "
+                "architecture.model_kwargs"
+            )
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as err:  # a constructor given values it cannot take raises any type
+        raise ModelFileError(
+            f"{where} cannot be built ({_brief(err)}): fix architecture.model_kwargs"
+        ) from err
+
+
+def _build_qann(ann: nn.Module, config: dict[str, Any], path: Path) -> fx.GraphModule:
+    """``build_qann`` with the config's options; an ``input_shape`` the model cannot take is
+    the config's fault (ModelFileError), not a crash."""
+    try:
+        return build_qann(
+            ann, config["levels"], per_channel=config["per_channel"],
+            input_shape=config["input_shape"],
+        )  # fmt: skip
+    except RuntimeError as err:
+        raise ModelFileError(
+            f"{path}: input_shape {config['input_shape']} does not fit architecture "
+            f"{config['architecture']['model_name']!r} ({_brief(err)})"
+        ) from err
 
 
 def _apply_layers(model: nn.Module, layers: dict[str, dict[str, Any]], path: Path) -> None:
@@ -334,8 +381,8 @@ def _apply_layers(model: nn.Module, layers: dict[str, dict[str, Any]], path: Pat
     found = neurons(model.net) if snn else quantizers(model)
     if set(found) != set(layers):
         raise ModelFileError(
-            f"{path} lists layers {sorted(set(layers) - set(found))} the rebuilt model lacks "
-            f"and the model has {sorted(set(found) - set(layers))} the file lacks: the "
+            f"{path} lists layers {_first(set(layers) - set(found))} the rebuilt model lacks "
+            f"and the model has {_first(set(found) - set(layers))} the file lacks: the "
             "architecture or transforms do not match"
         )
     for name, spec in layers.items():
@@ -343,6 +390,17 @@ def _apply_layers(model: nn.Module, layers: dict[str, dict[str, Any]], path: Pat
             found[name].max_spikes = int(spec["max_spikes"])
         else:
             found[name].levels = int(spec["levels"])
+
+
+def _brief(err: BaseException) -> str:
+    """``err`` on one line of at most about 200 characters."""
+    return f"{type(err).__name__}: " + " ".join(str(err).split())[:200]
+
+
+def _first(names: set[str], count: int = 5) -> str:
+    """The first ``count`` of ``names`` (sorted), ``...`` when there are more."""
+    shown = sorted(names)
+    return f"{shown[:count]}{' ...' if len(shown) > count else ''}"
 
 
 def _load_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:

@@ -39,6 +39,8 @@ from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
 from multispike.convert.graph import get_module
 from multispike.convert.quant import threshold_view
 from multispike.pipelines.export import ElementwiseScale, graph_with_shapes
+from multispike.pipelines.folder_schema import MAX_TIMESTEPS
+from multispike.pipelines.nir_checks import read_nir
 
 __all__ = ["reset_sinabs", "run_sinabs", "save_sinabs", "sinabs_from_nir", "to_sinabs"]
 
@@ -115,12 +117,19 @@ def sinabs_from_nir(graph: nir.NIRGraph | str | Path, timesteps: int) -> torch.n
     ``v ≥ q``, so outputs equal multispike's up to float rounding of the folded weights
     (bit for bit where nothing is folded, e.g. a per-layer quantum of a power of two).
     Input and output as :func:`to_sinabs` (batch-major ``(B·T, ...)``, ``T = timesteps``).
+
+    Raises:
+        FileNotFoundError: no file at ``graph``.
+        ExportError: a corrupt file or a malformed graph, naming the file and node
+            (:func:`~multispike.pipelines.nir_checks.validate_nir_graph`).
     """
     sinabs = _sinabs()
     import nirtorch
 
-    if not isinstance(graph, nir.NIRGraph):
-        graph = nir.read(str(graph))
+    is_int = isinstance(timesteps, int) and not isinstance(timesteps, bool)
+    if not (is_int and 1 <= timesteps <= MAX_TIMESTEPS):
+        raise ValueError(f"timesteps: an integer from 1 to {MAX_TIMESTEPS}, got {timesteps!r}")
+    graph = read_nir(graph)
 
     def if_neuron(node: nir.IF) -> torch.nn.Module:
         layer = sinabs.layers.IAFSqueeze(
