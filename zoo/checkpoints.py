@@ -160,21 +160,22 @@ def check_state_dict(
     ]
     if not (missing or unexpected or shapes):
         return
-    lines = [f"checkpoint {source} does not fit {type(model).__name__}:"]
+    parts = []
     for title, items in (
         ("missing keys", missing),
         ("unexpected keys", unexpected),
         ("shape mismatches", shapes),
     ):
         if items:
-            shown = ", ".join(items[:20]) + (
-                f", … ({len(items) - 20} more)" if len(items) > 20 else ""
-            )
-            lines.append(f"  {len(items)} {title}: {shown}")
-    if shapes and any("linear" in s or "classifier" in s or "head" in s for s in shapes):
-        lines.append("  (a classifier shape mismatch usually means a wrong --num-classes)")
-    lines.append("  Is it a checkpoint for this architecture and variant?")
-    raise CheckpointError("\n".join(lines))
+            more = f", … ({len(items) - 20} more)" if len(items) > 20 else ""
+            shown = ", ".join(items[:20]) + more
+            parts.append(f"{len(items)} {title}: {shown}")
+    hint = "is it a checkpoint of this architecture and width?"
+    if shapes and all(any(w in s for w in ("linear", "classifier", "head", "fc.")) for s in shapes):
+        hint = "only the classifier differs: a wrong --num_classes?"
+    raise CheckpointError(
+        f"checkpoint {source} does not fit {type(model).__name__}: {'; '.join(parts)}; {hint}"
+    )
 
 
 def load_checkpoint(model: ModelT, path: str | Path) -> ModelT:

@@ -26,3 +26,20 @@ def test_patch_whitening_decorrelates_the_patches_it_was_fitted_on():
     expected = torch.diag(values / (values + eps))
     # float32 filters: agreement to float32 precision, relative to the unit scale
     torch.testing.assert_close(moments, expected, atol=1e-4, rtol=0)
+
+
+def test_weights_of_another_width_are_refused_naming_the_file(tmp_path):
+    """A checkpoint of ms_airbench_relu_wide given to ms_airbench_relu: one clear error."""
+    import pytest
+    import timm
+    from safetensors.torch import save_file
+
+    import multispike.zoo  # noqa: F401
+    from multispike.zoo import CheckpointError, load_model
+
+    wide = timm.create_model("ms_airbench_relu_wide")
+    path = tmp_path / "wide.safetensors"
+    save_file({k: v.contiguous() for k, v in wide.state_dict().items()}, str(path))
+    with pytest.raises(CheckpointError, match="wide.safetensors") as err:
+        load_model("ms_airbench_relu", checkpoint=str(path))
+    assert "\n" not in str(err.value) and "shape" in str(err.value)
