@@ -180,8 +180,10 @@ def _record_config(parser: Any, config: Any) -> None:
     ``<output>/config.yaml`` for a folder, ``<output>.config.yaml`` for a file (rank 0)."""
     from pathlib import Path
 
+    from .run import manages_run_folder
+
     output = getattr(config, "output", None)
-    if not output or os.environ.get("RANK", "0") != "0":
+    if not output or not manages_run_folder():  # the first process of a distributed run
         return
     path = Path(output)
     target = path / "config.yaml" if path.is_dir() else path.with_name(path.name + ".config.yaml")

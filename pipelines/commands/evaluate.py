@@ -152,13 +152,16 @@ def _context(model_dir, arch, checkpoint, pretrained, data, device) -> dict:
         ann = f"{arch['model_name']}, pretrained weights (local copy, else timm's hub)"
     else:
         ann = None
+    import os
+
     cpu = platform.processor() or platform.machine()
     return {
         "model_dir": str(model_dir),
         "ann_source": ann,
         "dataset": type(data).__name__,
         "split": "test",
-        "machine": f"{cpu}, {torch.get_num_threads()} threads, {device}; torch {torch.__version__}",
+        # the same whatever the process count: metrics.json equals one process's
+        "machine": f"{cpu}, {os.cpu_count()} cores, {device.type}; torch {torch.__version__}",
     }
 
 
