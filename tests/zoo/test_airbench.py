@@ -43,3 +43,33 @@ def test_weights_of_another_width_are_refused_naming_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="wide.safetensors") as err:
         load_model("ms_airbench_relu", checkpoint=str(path))
     assert "\n" not in str(err.value) and "shape" in str(err.value)
+
+
+def test_pretrained_loads_the_committed_weights_bit_for_bit():
+    """``--pretrained true`` finds the network trained by the cifar10-airbench recipe in the
+    repository (benchmarks/checkpoints/), without the shared data folder."""
+    from safetensors.torch import load_file
+
+    from multispike.zoo import load_model, pretrained_path
+
+    path = pretrained_path("ms_airbench_relu")
+    assert path.parts[-3:] == ("checkpoints", "airbench_relu_cifar10", "model.safetensors")
+    model = load_model("ms_airbench_relu", pretrained=True)
+    saved = load_file(str(path))
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_the_committed_one_step_snn_loads_and_is_its_qann():
+    """benchmarks/checkpoints/airbench_snn_L4_N4_T1, the distilled N = L = 4 SNN of
+    BENCHMARKS.md, rebuilds from its folder and computes its QANN bit for bit at T = 1."""
+    from pathlib import Path
+
+    from multispike.pipelines import load
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks/checkpoints/airbench_snn_L4_N4_T1"
+    snn, qann = load(folder), load(folder, kind="qann")
+    assert snn.timesteps == 1
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(snn(x)[0], qann(x))
