@@ -20,10 +20,12 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from multispike.convert import calibrate
-from multispike.convert.calibrate import batch_inputs
+from multispike.convert.calibrate import batch_inputs, quantizers
 from multispike.zoo import CheckpointError
 
-__all__ = ["Classifier"]
+__all__ = ["MIN_THRESHOLD", "Classifier", "triangle"]
+
+MIN_THRESHOLD = 1e-2  # the smallest λ QAT keeps (thresholds follow BatchNorm, so ~1 to 4)
 
 
 class Classifier(L.LightningModule):
@@ -51,6 +53,9 @@ class Classifier(L.LightningModule):
         warmup: fraction of the steps spent rising (``triangle``).
         bias_lr_scale: learning rate multiplier of BatchNorm shifts (their weight decay is
             divided by it, so the decay per step stays); airbench uses 64.
+        threshold_lr_scale: learning rate multiplier of the quantizers' λ (QAT); λ get no
+            weight decay and are kept ≥ ``MIN_THRESHOLD`` after every step (a λ driven to 0 or
+            below silences or inverts its channel).
         init_images: training images given to ``init_from_data`` and to QAT calibration.
         levels: ``L`` for quantization-aware training from scratch (``None``: a float ANN).
         per_channel: one λ per channel (QAT).
@@ -68,6 +73,7 @@ class Classifier(L.LightningModule):
         schedule: Literal["onecycle", "triangle"] = "onecycle",
         warmup: float = 0.23,
         bias_lr_scale: float = 1.0,
+        threshold_lr_scale: float = 1.0,
         init_images: int = 5000,
         levels: int | None = None,
         per_channel: bool = True,
@@ -146,6 +152,15 @@ class Classifier(L.LightningModule):
         self.log("train/top1", self.top1["fit"], on_step=False, on_epoch=True)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep every λ ≥ ``MIN_THRESHOLD`` (projected gradient descent)."""
+        with torch.no_grad():
+            for quantizer in self._quantizers():
+                quantizer.threshold.clamp_(min=MIN_THRESHOLD)
+
+    def _quantizers(self) -> list[nn.Module]:
+        return list(quantizers(self.model).values()) if self.model is not self.ann else []
+
     def _eval_step(self, batch: Any, split: str) -> None:
         logits = self(batch_inputs(batch))
         self.log(f"{split}/loss", F.cross_entropy(logits, batch[1]), sync_dist=True)
@@ -164,13 +179,20 @@ class Classifier(L.LightningModule):
             id(p) for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
             for p in m.parameters(recurse=False) if p.requires_grad
         }  # fmt: skip
+        thresholds = {id(q.threshold) for q in self._quantizers()}
         trained = [p for p in self.model.parameters() if p.requires_grad]
+        plain = [p for p in trained if id(p) not in shifts | thresholds]
         groups = [
-            {"params": [p for p in trained if id(p) not in shifts]},
+            {"params": plain},
             {
                 "params": [p for p in trained if id(p) in shifts],
                 "lr": hp.lr * hp.bias_lr_scale,
                 "weight_decay": hp.weight_decay / hp.bias_lr_scale,
+            },
+            {
+                "params": [p for p in trained if id(p) in thresholds],
+                "lr": hp.lr * hp.threshold_lr_scale,
+                "weight_decay": 0.0,
             },
         ]
         opt = torch.optim.SGD(

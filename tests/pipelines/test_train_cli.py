@@ -137,3 +137,18 @@ def test_train_sets_the_whitening_of_an_airbench_net_from_training_images(tmp_pa
     images = torch.cat([x for x, _ in data.calibration_dataloader(64)])
     assert torch.equal(model.whiten.weight, patch_whitening(images, 2))
     assert not model.whiten.weight.requires_grad
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_qat_keeps_every_threshold_positive(tmp_path):
+    """λ is projected back to >= MIN_THRESHOLD after each step: a run whose λ learn 1000x
+    faster than the weights (the way airbench's peak learning rate drove them below 0) still
+    saves a QANN whose every channel has a positive threshold."""
+    from multispike.convert import quantizers
+    from multispike.distill.classifier import MIN_THRESHOLD
+    from multispike.pipelines import load
+
+    argv = _qat_argv(tmp_path, 2, "--model.threshold_lr_scale", "1000", "--model.lr", "0.5")
+    assert main(argv) == 0
+    thresholds = [q.threshold for q in quantizers(load(tmp_path / "qann")).values()]
+    assert min(float(t.min()) for t in thresholds) >= float(torch.tensor(MIN_THRESHOLD))
