@@ -113,9 +113,17 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from .serialize import ModelFileError
 
     return (
-        FileNotFoundError, NotADirectoryError, ConversionError, DataNotFoundError, DataSpecError,
-        CheckpointError, ModelFileError, ExportError, ValueError,
-    )  # fmt: skip
+        OSError,
+        ConversionError,
+        DataNotFoundError,
+        DataSpecError,
+        CheckpointError,
+        ModelFileError,
+        ExportError,
+        ValueError,
+        OverflowError,
+        ModuleNotFoundError,
+    )  # fmt: skip  (OSError: missing, unreadable or unwritable files, a full disk)
 
 
 def user_error(prog: str, err: BaseException) -> int:

@@ -210,7 +210,16 @@ def test_cli_report_of_pretrained_resnet20_on_cifar10(need_data, tmp_path, capsy
     assert saved["snn"]["top1_at_t"] == {"1": saved["qann"]["top1"]}
     assert saved["snn"]["agreement_with_qann"] == 1.0 and saved["snn"]["max_abs_logit_diff"] == 0.0
     assert saved["snn"]["images"] == 16 and set(saved["robustness"]["snn"]) == {"0.0"}
-    assert (report / "report.md").read_text().startswith("# Evaluation report")
+    text = (report / "report.md").read_text()
+    assert text.startswith("# Evaluation report")
+    # what was measured, said in the report: the folder, the ANN's weights, data, machine
+    for line in (f"- Model folder: {model}", "- ANN: ms_resnet20, pretrained weights",
+                 "- Data: CIFAR10DataModule, test split, 16 images", "- Machine: "):  # fmt: skip
+        assert line in text, line
+    assert "nJ" not in text and "Energies in µJ per image" in text
+    # the options it ran with, beside its output (as Lightning keeps a fit's)
+    assert "model_dir:" in (report / "config.yaml").read_text()
+    assert "levels: 8" in (model / "config.yaml").read_text()
     out = capsys.readouterr().out
     assert "test split, 16 images, top-1: ANN" in out and "nan" not in out
 

@@ -179,13 +179,25 @@ def test_onnx_matches_pytorch(tmp_path, frames, kind):
 
 def test_cli_exports_saved_directory(tmp_path, frames, capsys):
     snn = to_snn(_qann(frames), max_spikes=1, timesteps=3)
-    directory = save(snn, tmp_path / "model", model_name=NAME)
+    norm = {"mean": [0.5] * snn.input_shape[-3], "std": [0.25] * snn.input_shape[-3]}
+    directory = save(snn, tmp_path / "model", model_name=NAME, preprocessing=norm)
     argv = ["export", "--model_dir", str(directory), "--format"]
     assert cli([*argv, "nir", "--output", str(tmp_path / "m.nir")]) == 0
     assert sum(isinstance(n, nir.IF) for n in nir.read(str(tmp_path / "m.nir")).nodes.values()) == 5
     assert cli([*argv, "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
+    # what a deploying user needs travels in the ONNX file
+    import json
+
+    import onnx
+
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert props["multispike.kind"] == "snn" and props["multispike.timesteps"] == 1
+    assert props["multispike.max_spikes"] == 1 and props["multispike.levels"] == snn_levels(snn)
+    assert props["multispike.input_shape"] == list(snn.input_shape)
+    assert props["multispike.mean"] == norm["mean"] and props["multispike.std"] == norm["std"]
+    assert props["multispike.num_classes"] > 0
 
 
 def test_cli_nir_export_of_multilevel_model_names_what_readers_lose(tmp_path, frames, capsys):
@@ -241,3 +253,8 @@ def test_nir_paper_cnn_on_real_nmnist(need_data):
         spikes = _run_snntorch(to_snntorch(graph), sample)
     assert expected.sum() > 0
     assert torch.equal(spikes * torch.as_tensor(graph.nodes["output"].metadata["scale"]), expected)
+
+
+def snn_levels(snn) -> int:
+    """``L`` of the QANN an SNN was converted from."""
+    return snn.net.meta["multispike"]["levels"]
