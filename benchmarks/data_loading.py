@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from multispike.distill.data import CIFAR10DataModule, NMNISTDataModule
+from multispike.pipelines.data import CIFAR10DataModule, NMNISTDataModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / f"{Path(__file__).stem}.json"
 

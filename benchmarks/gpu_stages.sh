@@ -50,7 +50,7 @@ for model in .gpu/models/*/; do
     levels=$(python3 -c "import json; print(json.load(open('$model/config.json'))['levels'])")
     # shellcheck disable=SC2086  # $codes: several flags, or none
     timeout $limit $ms evaluate --model_dir "$model" --pretrained true \
-        --data multispike.distill.data.CIFAR10DataModule --data.batch_size 250 \
+        --data multispike.pipelines.data.CIFAR10DataModule --data.batch_size 250 \
         --data.num_workers $workers --trainer.accelerator $accel \
         --binary_timesteps "$levels" \
         --sweep '[1x16]' --sweep_images 1000 --noise '[0.0,0.1]' --noise_images 1000 \

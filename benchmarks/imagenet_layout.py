@@ -110,8 +110,8 @@ def throughput(
     device: torch.device,
     precisions: list[str],
 ) -> dict:
-    from multispike.distill.data import ImageFolderDataModule
     from multispike.pipelines import load
+    from multispike.pipelines.data import ImageFolderDataModule
     from multispike.pipelines.sources import ann_and_data
 
     data = ImageFolderDataModule(**data_args)

@@ -39,11 +39,11 @@ import yaml
 from torchmetrics.classification import MulticlassAccuracy
 
 from multispike.convert import SpikingNetwork, calibrate, to_snn
-from multispike.distill.data import NMNISTDataModule
 from multispike.distill.frames import student_input, teacher_logits
 from multispike.distill.metrics import StepAccuracy
 from multispike.pipelines import load, save
 from multispike.pipelines.commands.distill import main as distill_main
+from multispike.pipelines.data import NMNISTDataModule
 from multispike.pipelines.export import export_nir, reset_snntorch, to_snntorch
 from multispike.pipelines.sources import first_images
 from multispike.zoo import load_model
@@ -89,7 +89,7 @@ def distill(qann: torch.nn.Module, args: argparse.Namespace, folder: Path) -> Sp
             "stages": [{"student": "snn", "timesteps": FRAMES, "max_spikes": args.max_spikes}],
             "lr": args.lr,
         },
-        "data": {"class_path": "multispike.distill.data.NMNISTDataModule",
+        "data": {"class_path": "multispike.pipelines.data.NMNISTDataModule",
                  "init_args": {"frames": FRAMES, "batch_size": DISTILL_BATCH, "augment": True}},
         "checkpoint": {"dirpath": str(folder / "checkpoints")},
         "save_student": {"dirpath": str(folder / "student")},

@@ -33,9 +33,9 @@ import torch
 def predictions(run_dir: Path, seed: int) -> dict[str, torch.Tensor]:
     """Per test recording: whether each model is right."""
     from multispike.convert import calibrate
-    from multispike.distill.data import NMNISTDataModule
     from multispike.distill.frames import student_input, teacher_logits
     from multispike.pipelines import load
+    from multispike.pipelines.data import NMNISTDataModule
     from multispike.pipelines.sources import ann_and_data
 
     data = NMNISTDataModule(frames=3, batch_size=50, seed=seed)
@@ -65,7 +65,7 @@ def paired_bootstrap(a: torch.Tensor, b: torch.Tensor, resamples: int, seed: int
 
 
 def main() -> None:
-    from multispike.pipelines.run import run, split_overrides
+    from multispike.pipelines.recipes.runner import run, split_overrides
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])

@@ -126,7 +126,7 @@ def main() -> None:
     if args.command == "pack":
         source = args.source
         if source is None:  # where CIFAR10DataModule(path=None) looks
-            from multispike.distill.data.paths import local_data
+            from multispike.pipelines.data.paths import local_data
 
             source = local_data(DATA_FILE)
             if source is None or not source.is_file():

@@ -50,8 +50,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from multispike.convert import calibrate, to_snn
-from multispike.distill.data import CIFAR10DataModule
 from multispike.distill.metrics import StepAccuracy
+from multispike.pipelines.data import CIFAR10DataModule
 from multispike.pipelines.sources import first_images
 from multispike.zoo import PadShortcut, load_model
 

@@ -33,7 +33,7 @@ import torch
 
 import multispike.zoo
 from multispike.convert import calibrate, reconstruct, to_snn
-from multispike.distill.data import CIFAR10DataModule
+from multispike.pipelines.data import CIFAR10DataModule
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

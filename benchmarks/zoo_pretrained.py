@@ -5,7 +5,7 @@
 
 Each model is built by :func:`multispike.zoo.load_model` (``pretrained=True``: the akamaster
 checkpoint of the local data folder, ``MULTISPIKE_DATA``) and evaluated in float32 on the CPU
-on the test split of :class:`~multispike.distill.data.CIFAR10DataModule` (all 10,000 images,
+on the test split of :class:`~multispike.pipelines.data.CIFAR10DataModule` (all 10,000 images,
 or the first ``--images``), normalised like the model's pretrained cfg
 (``adopt_model_config``). Top-1 is torchmetrics' ``multiclass_accuracy``. Times: wall-clock
 seconds to load (build + read + check the checkpoint) and to evaluate (data transform
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from multispike.distill.data import CIFAR10DataModule
+from multispike.pipelines.data import CIFAR10DataModule
 from multispike.pipelines.sources import first_images
 from multispike.zoo import load_model
 

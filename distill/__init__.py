@@ -2,7 +2,7 @@
 
 ``StepwiseDistillation`` is the LightningModule system (frozen teacher, QANN/SNN student,
 stages QAT → SNN → fewer steps); ``stepwise_distillation_loss`` is its loss, docs/method.md §5.
-DataModules live in :mod:`multispike.distill.data`, Metrics in :mod:`multispike.distill.metrics`.
+DataModules live in :mod:`multispike.pipelines.data`, Metrics in :mod:`multispike.distill.metrics`.
 The names below are imported on first use, so importing the DataModules stays light.
 """
 

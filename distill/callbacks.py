@@ -8,8 +8,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from multispike.convert import SpikingNetwork
-
+from ..convert import SpikingNetwork
 from .metrics import ActivityMonitor
 
 __all__ = ["SpikeActivityLogger"]

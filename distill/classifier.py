@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from multispike.convert import calibrate
-from multispike.convert.calibrate import batch_inputs, quantizers
-from multispike.zoo import CheckpointError
+from ..convert import calibrate
+from ..convert.calibrate import batch_inputs, quantizers
+from ..zoo import CheckpointError
 
 __all__ = ["MIN_THRESHOLD", "Classifier", "triangle"]
 

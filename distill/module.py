@@ -28,9 +28,8 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from multispike.convert import SpikingNetwork, model_device
-from multispike.convert.calibrate import batch_inputs
-
+from ..convert import SpikingNetwork, model_device
+from ..convert.calibrate import batch_inputs
 from .frames import student_input, teacher_logits
 from .losses import stepwise_distillation_loss
 from .metrics import StepAccuracy

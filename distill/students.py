@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import fx, nn
 
-from multispike.convert import (
+from ..convert import (
     SpikingNetwork,
     build_qann,
     calibrate,
@@ -24,8 +24,8 @@ from multispike.convert import (
     quantizers,
     to_snn,
 )
-from multispike.convert.graph import get_module
-from multispike.zoo import CheckpointError
+from ..convert.graph import get_module
+from ..zoo import CheckpointError
 
 __all__ = [
     "Stage",

@@ -13,7 +13,7 @@ __all__ = ["load", "save"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import serialize
+        from .folder import serialize
 
         return getattr(serialize, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

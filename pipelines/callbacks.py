@@ -5,7 +5,7 @@ Both save the model chosen on the validation split: the weights of the trainer's
 
 - :class:`SaveStudent` writes the distilled student of a
   :class:`~multispike.distill.module.StepwiseDistillation` fit as a model folder
-  (:func:`multispike.pipelines.serialize.save`), the input of ``multispike evaluate
+  (:func:`multispike.pipelines.folder.serialize.save`), the input of ``multispike evaluate
   --model_dir`` and ``multispike export``; ``multispike distill`` always has it
   (``--save_student.dirpath DIR``, ``.model_name``, ``.model_kwargs``).
 - :class:`SaveWeights` writes a trained ANN's weights as safetensors, the input of
@@ -31,10 +31,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import save_file
 from torch import nn
 
-from multispike.convert import fold_qann
-
-from . import serialize
-from .checkpoint_io import verify_checkpoint
+from ..convert import fold_qann
+from .folder import serialize
+from .folder.checkpoints import verify_checkpoint
 from .sources import preprocessing
 
 __all__ = ["SaveStudent", "SaveWeights", "chosen_state"]
@@ -120,7 +119,7 @@ class SaveStudent(L.Callback):
         state, which = chosen_state(trainer)
         student = pl_module.student
         if state is not None:
-            from multispike.distill.students import load_student_state
+            from ..distill.students import load_student_state
 
             student = copy.deepcopy(student)
             load_student_state(student, _submodule_state(state, "student."))

@@ -105,12 +105,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors that mean "the input is wrong" (one line, exit 2), not "multispike is broken"."""
-    from multispike.convert import ConversionError
-    from multispike.distill.data import DataNotFoundError, DataSpecError
-    from multispike.zoo import CheckpointError
-
+    from ..convert import ConversionError
+    from ..zoo import CheckpointError
+    from .data import DataNotFoundError, DataSpecError
     from .export import ExportError
-    from .serialize import ModelFileError
+    from .folder import ModelFileError
 
     return (
         OSError,
@@ -188,7 +187,7 @@ def _record_config(parser: Any, config: Any) -> None:
     ``<output>/config.yaml`` for a folder, ``<output>.config.yaml`` for a file (rank 0)."""
     from pathlib import Path
 
-    from .run import manages_run_folder
+    from .recipes.runner import manages_run_folder
 
     output = getattr(config, "output", None)
     if not output or not manages_run_folder():  # the first process of a distributed run

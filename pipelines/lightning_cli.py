@@ -21,10 +21,9 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
-from multispike.zoo import CheckpointError
-
-from .checkpoint_io import FolderCheckpoint, ScheduleGuard, verify_checkpoint
+from ..zoo import CheckpointError
+from . import data  # noqa: F401  (lets --data name a DataModule by class name)
+from .folder.checkpoints import FolderCheckpoint, ScheduleGuard, verify_checkpoint
 from .help import install
 
 __all__ = ["MultispikeCLI", "default_loggers", "fit_summary", "lightning_config", "run_cli"]
@@ -135,7 +134,7 @@ def _cli(
             trainer_defaults={
                 "logger": default_loggers(name=log_name),
                 "plugins": [
-                    {"class_path": "multispike.pipelines.checkpoint_io.HashedCheckpointIO"}
+                    {"class_path": "multispike.pipelines.folder.checkpoints.HashedCheckpointIO"}
                 ],
             },
             save_config_kwargs={"overwrite": True},
@@ -190,7 +189,7 @@ def run_cli(
 ) -> int:
     """Parse ``argv``, fit (resuming from ``--ckpt_path``), print the chosen model, and test
     it if asked. Returns the exit code (2 for a user error, with one line on stderr)."""
-    from multispike.pipelines.cli import user_error, user_error_types
+    from .cli import user_error, user_error_types
 
     _quiet()
     try:

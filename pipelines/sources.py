@@ -28,7 +28,7 @@ def ann_and_data(
     Raises:
         ValueError: ``num_classes`` / ``in_chans`` contradict the data (both are named).
     """
-    from multispike.zoo import load_model
+    from ..zoo import load_model
 
     shape = getattr(data, "input_shape", None)
     data_classes = getattr(data, "num_classes", None)

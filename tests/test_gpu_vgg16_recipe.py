@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from multispike.pipelines import load
-from multispike.pipelines.run import run
+from multispike.pipelines.recipes.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "pipelines" / "recipes" / "cifar10-vgg16.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from multispike.pipelines.run import load_recipe, resolve, run, split_overrides
+from multispike.pipelines.recipes.runner import load_recipe, resolve, run, split_overrides
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import lightning as L
 
-import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
+from .. import data as datamodules  # noqa: F401  (lets --data name a DataModule by class name)
 
 __all__ = ["avalanche", "config", "main"]
 
@@ -55,12 +55,12 @@ def avalanche(
         split: the split measured.
         progress: show progress bars.
     """
-    from multispike.convert import calibrate
-    from multispike.pipelines.avalanche import avalanche as measure
-    from multispike.pipelines.avalanche import save_avalanche
-    from multispike.pipelines.commands.convert import check_counts
-    from multispike.pipelines.outputs import check_output, writing
-    from multispike.pipelines.sources import ann_and_data, first_images
+    from ...convert import calibrate
+    from ..evaluation.avalanche import avalanche as measure
+    from ..evaluation.avalanche import save_avalanche
+    from ..outputs import check_output, writing
+    from ..sources import ann_and_data, first_images
+    from .convert import check_counts
 
     check_counts(levels=levels, max_spikes=max_spikes, timesteps=timesteps,
                  calibration_images=calibration_images)  # fmt: skip
@@ -91,12 +91,12 @@ def avalanche(
 
 def config(argv: list[str]) -> str:
     """The options ``argv`` resolve to, as YAML (validated; nothing is run)."""
-    from multispike.pipelines.cli import function_config
+    from ..cli import function_config
 
     return function_config(avalanche, argv, "multispike avalanche")
 
 
 def main(argv: list[str]) -> int:
-    from multispike.pipelines.cli import run_function
+    from ..cli import run_function
 
     return run_function(avalanche, argv, "multispike avalanche")

@@ -21,8 +21,8 @@ from typing import Literal
 
 import lightning as L
 
-import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
-from multispike.pipelines.engine import Engine
+from .. import data as datamodules  # noqa: F401  (lets --data name a DataModule by class name)
+from ..engine import Engine
 
 __all__ = ["COUNT_LIMITS", "check_counts", "config", "convert", "main"]
 
@@ -80,7 +80,7 @@ def convert(
         progress: show progress bars.
     """
 
-    from multispike.convert import (
+    from ...convert import (
         calibrate,
         conversion_report,
         reconstruct,
@@ -88,11 +88,11 @@ def convert(
         shard_batches,
         to_snn,
     )
-    from multispike.distill.data import RandomDataModule
-    from multispike.pipelines.evaluate import accuracy_summary, nested_metrics
-    from multispike.pipelines.outputs import check_output, writing
-    from multispike.pipelines.serialize import save
-    from multispike.pipelines.sources import ann_and_data, first_images, preprocessing
+    from ..data import RandomDataModule
+    from ..evaluation.compute import accuracy_summary, nested_metrics
+    from ..folder.serialize import save
+    from ..outputs import check_output, writing
+    from ..sources import ann_and_data, first_images, preprocessing
 
     check_counts(levels=levels, timesteps=timesteps, max_spikes=max_spikes,
                  calibration_images=calibration_images,
@@ -198,12 +198,12 @@ def _summary(accuracy: dict, timesteps: int, images: int) -> str:
 
 def config(argv: list[str]) -> str:
     """The options ``argv`` resolve to, as YAML (validated; nothing is run)."""
-    from multispike.pipelines.cli import function_config
+    from ..cli import function_config
 
     return function_config(convert, argv, "multispike convert")
 
 
 def main(argv: list[str]) -> int:
-    from multispike.pipelines.cli import run_function
+    from ..cli import run_function
 
     return run_function(convert, argv, "multispike convert")

@@ -16,10 +16,10 @@ best one ends as a model folder in ``<log dir>/student`` (``--save_student.dirpa
 
 from __future__ import annotations
 
-from multispike.distill.callbacks import SpikeActivityLogger
-from multispike.distill.module import StepwiseDistillation
-from multispike.pipelines.callbacks import SaveStudent
-from multispike.pipelines.lightning_cli import MultispikeCLI, lightning_config, run_cli
+from ...distill.callbacks import SpikeActivityLogger
+from ...distill.module import StepwiseDistillation
+from ..callbacks import SaveStudent
+from ..lightning_cli import MultispikeCLI, lightning_config, run_cli
 
 __all__ = ["DistillCLI", "config", "main"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import lightning as L
 
-import multispike.distill.data  # noqa: F401  (lets --data name a DataModule by class name)
-from multispike.pipelines.engine import Engine
+from .. import data as datamodules  # noqa: F401  (lets --data name a DataModule by class name)
+from ..engine import Engine
 
 __all__ = ["config", "evaluate", "main"]
 
@@ -75,14 +75,14 @@ def evaluate(
 
     import torch
 
-    from multispike.convert import SpikingNetwork, qann_of, shard_batches
-    from multispike.distill.energy import load_costs
-    from multispike.pipelines.commands.convert import check_counts
-    from multispike.pipelines.evaluate import SNNConfig, write_report
-    from multispike.pipelines.evaluate import evaluate as run_evaluation
-    from multispike.pipelines.outputs import check_output, writing
-    from multispike.pipelines.serialize import load
-    from multispike.pipelines.sources import ann_and_data, first_images
+    from ...convert import SpikingNetwork, qann_of, shard_batches
+    from ...distill.metrics.energy import load_costs
+    from ..evaluation.compute import SNNConfig, write_report
+    from ..evaluation.compute import evaluate as run_evaluation
+    from ..folder.serialize import load
+    from ..outputs import check_output, writing
+    from ..sources import ann_and_data, first_images
+    from .convert import check_counts
 
     check_counts(max_spikes=max_spikes, timesteps=timesteps, binary_timesteps=binary_timesteps)
     configs = [_sweep_config(SNNConfig.parse(text), text) for text in sweep]
@@ -129,7 +129,7 @@ def evaluate(
 
 def _sweep_config(config, text: str):
     """``config`` (an ``SNNConfig`` read from ``text``) if ``N`` and ``T`` are in bounds."""
-    from multispike.pipelines.commands.convert import COUNT_LIMITS
+    from .convert import COUNT_LIMITS
 
     for name, value in (("max_spikes", config.max_spikes), ("timesteps", config.timesteps)):
         if value > COUNT_LIMITS[name]:
@@ -177,12 +177,12 @@ def _summary(metrics: dict) -> str:
 
 def config(argv: list[str]) -> str:
     """The options ``argv`` resolve to, as YAML (validated; nothing is run)."""
-    from multispike.pipelines.cli import function_config
+    from ..cli import function_config
 
     return function_config(evaluate, argv, "multispike evaluate")
 
 
 def main(argv: list[str]) -> int:
-    from multispike.pipelines.cli import run_function
+    from ..cli import run_function
 
     return run_function(evaluate, argv, "multispike evaluate")

@@ -34,11 +34,11 @@ def export(
     """
     import json
 
-    from multispike.convert import SpikingNetwork
-    from multispike.convert.distributed import rank_and_world
-    from multispike.pipelines.export import ExportError, export_nir, export_onnx
-    from multispike.pipelines.outputs import check_output, writing
-    from multispike.pipelines.serialize import load
+    from ...convert import SpikingNetwork
+    from ...convert.distributed import rank_and_world
+    from ..export import ExportError, export_nir, export_onnx
+    from ..folder.serialize import load
+    from ..outputs import check_output, writing
 
     if rank_and_world()[0] != 0:  # a distributed run's other ranks: rank 0 writes the file
         return Path(output)
@@ -57,7 +57,7 @@ def export(
         if format == "onnx":
             export_onnx(model, output, opset=opset, preprocessing=config.get("preprocessing"))
         elif format == "sinabs":
-            from multispike.pipelines.sinabs_export import save_sinabs
+            from ..export.sinabs import save_sinabs
 
             save_sinabs(model, output)
         else:
@@ -70,7 +70,7 @@ def export(
 
 def _require_sinabs() -> None:
     """Raise one line saying how to install sinabs when it cannot be imported."""
-    from multispike.pipelines.export import ExportError
+    from ..export import ExportError
 
     try:
         import sinabs.activation  # noqa: F401
@@ -95,19 +95,19 @@ def _warn_payload(graph) -> None:
             "that follow it (snnTorch, Norse, Rockpool, ...) lose the payload wherever a step "
             "needs more. Each IF node's metadata holds max_spikes, v_init and reset='subtract': "
             "a multi-spike reader (sinabs IAF with MaxSpike(N), membrane set to v_init: "
-            "multispike.pipelines.sinabs_export.sinabs_from_nir) runs it exactly.",
+            "multispike.pipelines.export.sinabs.sinabs_from_nir) runs it exactly.",
             file=sys.stderr,
         )
 
 
 def config(argv: list[str]) -> str:
     """The options ``argv`` resolve to, as YAML (validated; nothing is run)."""
-    from multispike.pipelines.cli import function_config
+    from ..cli import function_config
 
     return function_config(export, argv, "multispike export")
 
 
 def main(argv: list[str]) -> int:
-    from multispike.pipelines.cli import run_function
+    from ..cli import run_function
 
     return run_function(export, argv, "multispike export")

@@ -4,9 +4,9 @@
     multispike run --recipe cifar10-resnet20 --distill.trainer.max_epochs 1 --output runs/x
     multispike run --recipe my.yaml --dry_run true      # validate, print the stage configs
 
-See :mod:`multispike.pipelines.run` for the recipe format. Finished stages are skipped when
-the same command runs again; ``<run>/<stage>/config.yaml`` is each stage's exact
-``--config``.
+See :mod:`multispike.pipelines.recipes.runner` for the recipe format. Finished stages are
+skipped when the same command runs again; ``<run>/<stage>/config.yaml`` is each stage's
+exact ``--config``.
 """
 
 from __future__ import annotations
@@ -63,15 +63,15 @@ def parser(prog: str = "multispike run", recipe: bool = True):
     p.add_argument(
         "--threads", type=int | None, default=None, help="CPU threads of torch (default: torch's)"
     )
-    from multispike.pipelines.help import install
+    from ..help import install
 
     return install(p)
 
 
 def main(argv: list[str], prog: str = "multispike run", recipe: str | None = None) -> int:
     """Run the recipe of ``--recipe`` (or ``recipe``, for ``demo``) with the overrides."""
-    from multispike.pipelines.cli import user_error
-    from multispike.pipelines.run import RecipeError, StageError, run, split_overrides
+    from ..cli import user_error
+    from ..recipes.runner import RecipeError, StageError, run, split_overrides
 
     own, overrides = split_overrides(argv)
     try:

@@ -12,9 +12,9 @@ For data without pretrained weights. The weights chosen on the validation split 
 
 from __future__ import annotations
 
-from multispike.distill.classifier import Classifier
-from multispike.pipelines.callbacks import SaveWeights
-from multispike.pipelines.lightning_cli import MultispikeCLI, lightning_config, run_cli
+from ...distill.classifier import Classifier
+from ..callbacks import SaveWeights
+from ..lightning_cli import MultispikeCLI, lightning_config, run_cli
 
 __all__ = ["TrainCLI", "config", "main"]
 

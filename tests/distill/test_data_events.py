@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from multispike.distill.data import (
+from multispike.pipelines.data import (
     CIFAR10DVSDataModule,
     DataNotFoundError,
     DataSpecError,
@@ -16,7 +16,7 @@ from multispike.distill.data import (
     events_to_frames,
     read_nmnist,
 )
-from multispike.distill.data import cifar10dvs as cifar10dvs_module
+from multispike.pipelines.data import cifar10dvs as cifar10dvs_module
 
 DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 

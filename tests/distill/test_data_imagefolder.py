@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from multispike.distill.data import DataNotFoundError, ImageFolderDataModule
+from multispike.pipelines.data import DataNotFoundError, ImageFolderDataModule
 
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from multispike.distill.data import (
+from multispike.pipelines.data import (
     CIFAR10DataModule,
     CIFAR100DataModule,
     DataNotFoundError,
@@ -241,7 +241,7 @@ def test_batched_transform_equals_per_image():
 
 
 def test_batch_crop_and_flip_match_the_per_image_transforms():
-    from multispike.distill.data.batch_augment import random_crop, random_flip
+    from multispike.pipelines.data.batch_augment import random_crop, random_flip
 
     x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6) + 1
     generator = torch.Generator().manual_seed(0)

@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import Dataset
 
 import multispike.zoo  # noqa: F401  (registers the zoo)
-from multispike.distill.data import CIFAR10DataModule, DigitsDataModule
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage
+from multispike.pipelines.data import CIFAR10DataModule, DigitsDataModule
 
 
 class _Watched(Dataset):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from multispike.convert import calibrate, to_snn
-from multispike.distill.energy import analog_counts, energy, load_costs, spiking_counts
 from multispike.distill.metrics import ActivityMonitor
+from multispike.distill.metrics.energy import analog_counts, energy, load_costs, spiking_counts
 
 
 def _net() -> nn.Module:

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from multispike.convert import calibrate, to_snn
-from multispike.distill.energy import fanout
 from multispike.distill.metrics import (
     ActivityMonitor,
     SpikeActivity,
@@ -20,6 +19,7 @@ from multispike.distill.metrics import (
     spike_inputs,
     step_accuracy,
 )
+from multispike.distill.metrics.energy import fanout
 
 
 class Tiny(nn.Module):

@@ -18,7 +18,7 @@ from multispike.convert import SpikingNetwork, calibrate, neurons, quantizers, t
 from multispike.distill.callbacks import SpikeActivityLogger
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, apply_stage, load_student_weights, spiking_view
-from multispike.pipelines.run import load_recipe, recipe_names
+from multispike.pipelines.recipes.runner import load_recipe, recipe_names
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -439,7 +439,7 @@ model:
   student_frames: 1
   stages: [{student: snn, timesteps: 1}]
 data:
-  class_path: multispike.distill.data.NMNISTDataModule
+  class_path: multispike.pipelines.data.NMNISTDataModule
   init_args: {frames: 3, batch_size: 8}
 """
 
@@ -457,7 +457,7 @@ def test_every_recipes_distill_section_parses_as_a_distill_config(recipe, tmp_pa
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["lr"] == 0.003
     assert printed["model"]["teacher"]["class_path"].startswith("multispike.")
-    assert printed["data"]["class_path"].startswith("multispike.distill.data")
+    assert printed["data"]["class_path"].startswith("multispike.pipelines.data")
     assert printed["model"]["stages"][-1]["student"] == "snn"
     assert printed["checkpoint"]["monitor"] == StepwiseDistillation.SELECTION_KEY
 
@@ -475,7 +475,7 @@ def test_cli_fits_a_standalone_nmnist_config(need_data, tmp_path, monkeypatch):
     from it, saved as a model directory (no logger under fast_dev_run: ``<cwd>/student``)."""
     need_data("nmnist/train1K.txt")
     from multispike.pipelines.commands.distill import main
-    from multispike.pipelines.serialize import load
+    from multispike.pipelines.folder.serialize import load
 
     monkeypatch.chdir(tmp_path)
     assert main(["--config", NMNIST, "--trainer.fast_dev_run", "1",

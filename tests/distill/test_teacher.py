@@ -62,7 +62,7 @@ def test_a_config_names_an_ensemble_teacher_and_fits(tmp_path, monkeypatch):
     """The CLI builds a TeacherEnsemble from YAML (members by registry name) and fits with it,
     converting the student from ``model.source``."""
     from multispike.pipelines.commands.distill import main
-    from multispike.pipelines.serialize import load
+    from multispike.pipelines.folder.serialize import load
 
     member = {
         "class_path": "multispike.zoo.load_model",
@@ -79,7 +79,7 @@ def test_a_config_names_an_ensemble_teacher_and_fits(tmp_path, monkeypatch):
             "calibration_images": 64,
             "stages": [{"student": "qann", "epochs": 1}, {"student": "snn"}],
         },
-        "data": {"class_path": "multispike.distill.data.DigitsDataModule"},
+        "data": {"class_path": "multispike.pipelines.data.DigitsDataModule"},
     }
     (tmp_path / "ensemble.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)

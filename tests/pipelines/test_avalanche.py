@@ -8,7 +8,7 @@ from torch import nn
 
 from multispike.convert import build_qann, quantizers, to_snn
 from multispike.convert.residual import rewire_residual
-from multispike.pipelines.avalanche import avalanche, measure_streams, save_avalanche
+from multispike.pipelines.evaluation.avalanche import avalanche, measure_streams, save_avalanche
 
 
 class _Block(nn.Module):

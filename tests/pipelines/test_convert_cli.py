@@ -11,7 +11,7 @@ import torch
 
 from multispike import zoo  # noqa: F401  (registers ms_* models)
 from multispike.pipelines.cli import main
-from multispike.pipelines.serialize import load
+from multispike.pipelines.folder.serialize import load
 
 RANDOM = ["--data", "RandomDataModule", "--data.num_samples", "16", "--data.batch_size", "8"]
 DIGITS = ["--data", "DigitsDataModule"]

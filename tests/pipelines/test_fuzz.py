@@ -215,7 +215,7 @@ def _hostile_configs(config: dict) -> list[tuple[str, str]]:
 
 def _fuzz_folder(work: Path, rng: random.Random) -> Counter:
     from multispike.pipelines import load
-    from multispike.pipelines.serialize import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
+    from multispike.pipelines.folder.serialize import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
 
     original = _make_folder(work / "original")
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -250,7 +250,7 @@ def _fuzz_folder(work: Path, rng: random.Random) -> Counter:
 def _mutate_folder(folder: Path, rng: random.Random, config: dict, weights: bytes):
     """One random mutation of the folder's files; what it did and whether it may change the
     model validly."""
-    from multispike.pipelines.serialize import CONFIG_FILE, WEIGHTS_FILE, _sha256
+    from multispike.pipelines.folder.serialize import CONFIG_FILE, WEIGHTS_FILE, _sha256
 
     target = rng.choice(["config", "config", "config text", "weights", "weights rehashed"])
     if target == "config":
@@ -312,7 +312,7 @@ def _readers() -> dict[str, Callable[[object, Tensor], Tensor]]:
         return {"snntorch": snntorch}
     import sinabs.layers  # noqa: F401  (imported now, before the address space is capped)
 
-    from multispike.pipelines.sinabs_export import run_sinabs, sinabs_from_nir
+    from multispike.pipelines.export.sinabs import run_sinabs, sinabs_from_nir
 
     return {"snntorch": snntorch, "sinabs": in_sinabs}
 

@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 
 import multispike.zoo  # noqa: F401  (registers the zoo)
 from multispike.convert import calibrate, to_snn
-from multispike.distill.data import DataNotFoundError
-from multispike.distill.data.cifar import load_npz_split
 from multispike.pipelines import load, save
-from multispike.pipelines.checkpoint_io import HashedCheckpointIO, verify_checkpoint
 from multispike.pipelines.cli import main
-from multispike.pipelines.folder_schema import ModelFileError
+from multispike.pipelines.data import DataNotFoundError
+from multispike.pipelines.data.cifar import load_npz_split
+from multispike.pipelines.folder.checkpoints import HashedCheckpointIO, verify_checkpoint
+from multispike.pipelines.folder.schema import ModelFileError
 from multispike.zoo import CheckpointError
 
 MODEL = "ms_nir_nmnist_cnn"  # a small registered model: 2x34x34 inputs, 10 classes

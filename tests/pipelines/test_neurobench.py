@@ -8,7 +8,7 @@ from torch import nn
 
 from multispike.convert import calibrate, neurons, to_snn
 from multispike.distill.metrics import ActivityMonitor
-from multispike.pipelines.neurobench import neurobench_metrics
+from multispike.pipelines.evaluation.neurobench import neurobench_metrics
 
 pytest.importorskip(
     "neurobench", reason="needs the neurobench extra: pip install -e '.[neurobench]'"

@@ -21,8 +21,8 @@ import multispike.zoo  # noqa: F401  (registers ms_resnet20)
 from multispike.convert import calibrate, neurons, to_snn
 from multispike.pipelines import load, save
 from multispike.pipelines.export import ExportError, export_nir, to_snntorch
-from multispike.pipelines.folder_schema import ModelFileError
-from multispike.pipelines.nir_checks import validate_nir_graph
+from multispike.pipelines.export.nir_read import validate_nir_graph
+from multispike.pipelines.folder.schema import ModelFileError
 
 HAS_SINABS = importlib.util.find_spec("sinabs") is not None
 
@@ -52,7 +52,7 @@ def nir_file(tmp_path_factory) -> Path:
 
 
 def _sinabs(graph):
-    from multispike.pipelines.sinabs_export import sinabs_from_nir
+    from multispike.pipelines.export.sinabs import sinabs_from_nir
 
     return sinabs_from_nir(graph, 2)
 
@@ -176,7 +176,7 @@ def test_a_missing_nir_file_is_named(tmp_path, reader):
 @pytest.mark.skipif(not HAS_SINABS, reason="sinabs")
 @pytest.mark.parametrize("timesteps", [0, 5000, 2.0])
 def test_sinabs_reader_checks_its_timesteps(nir_file, timesteps):
-    from multispike.pipelines.sinabs_export import sinabs_from_nir
+    from multispike.pipelines.export.sinabs import sinabs_from_nir
 
     with pytest.raises(ValueError, match="timesteps: an integer from 1 to 4096"):
         sinabs_from_nir(nir_file, timesteps)

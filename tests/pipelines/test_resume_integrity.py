@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from multispike.distill.students import load_student_weights
-from multispike.pipelines.checkpoint_io import verify_checkpoint
 from multispike.pipelines.cli import main
-from multispike.pipelines.run import RecipeError, load_recipe
+from multispike.pipelines.folder.checkpoints import verify_checkpoint
+from multispike.pipelines.recipes.runner import RecipeError, load_recipe
 from multispike.zoo import CheckpointError, load_model
 
 CONFIG = """
@@ -20,7 +20,7 @@ model:
     class_path: multispike.zoo.load_model
     init_args: {model_name: ms_resnet20, num_classes: 10, in_chans: 1}
 data:
-  class_path: multispike.distill.data.DigitsDataModule
+  class_path: multispike.pipelines.data.DigitsDataModule
   init_args: {batch_size: 64}
 trainer: {max_epochs: 2, limit_train_batches: 2, logger: false, enable_progress_bar: false}
 checkpoint: {monitor: epoch, mode: min}

@@ -13,7 +13,8 @@ import yaml
 
 from multispike.pipelines.cli import main as cli
 from multispike.pipelines.commands import run as run_command
-from multispike.pipelines.run import (
+from multispike.pipelines.folder.serialize import load
+from multispike.pipelines.recipes.runner import (
     STAGES,
     RecipeError,
     StageError,
@@ -22,7 +23,6 @@ from multispike.pipelines.run import (
     run,
     split_overrides,
 )
-from multispike.pipelines.serialize import load
 
 RECIPES = Path(__file__).resolve().parents[2] / "pipelines" / "recipes"
 # The digits recipe, shrunk to seconds: ~150 training digits, a couple of batches per epoch.
@@ -237,7 +237,7 @@ def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
      ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False), ({"SLURM_PROCID": "3"}, False)],
 )  # fmt: skip
 def test_only_the_first_process_keeps_the_run_folders_books(monkeypatch, env, manager):
-    from multispike.pipelines.run import manages_run_folder
+    from multispike.pipelines.recipes.runner import manages_run_folder
 
     for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(key, raising=False)

@@ -15,11 +15,11 @@ from torch import nn
 
 import multispike.zoo  # noqa: F401  (registers ms_resnet20)
 from multispike.convert import SpikingNetwork
-from multispike.distill.data import DigitsDataModule
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage
 from multispike.pipelines.callbacks import SaveStudent
-from multispike.pipelines.serialize import CONFIG_FILE, load
+from multispike.pipelines.data import DigitsDataModule
+from multispike.pipelines.folder.serialize import CONFIG_FILE, load
 
 STAGES = {
     "snn": [Stage("qann", epochs=1), Stage("snn", timesteps=2, max_spikes=2)],
@@ -81,7 +81,7 @@ def test_the_architecture_is_that_of_the_source_not_of_a_larger_teacher(tmp_path
 def test_a_student_from_a_model_folder_keeps_its_architecture_under_a_larger_teacher(tmp_path):
     """The recipe path: a converted folder distilled by a ResNet-32 stays a ResNet-20."""
     from multispike.convert import calibrate
-    from multispike.pipelines.serialize import save
+    from multispike.pipelines.folder.serialize import save
 
     x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     qann = calibrate(_teacher(), [x], levels=2, progress=False)

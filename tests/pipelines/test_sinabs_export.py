@@ -13,7 +13,7 @@ from multispike.pipelines.cli import main as cli
 
 sinabs = pytest.importorskip("sinabs", reason="no sinabs: pip install --no-deps sinabs pbr")
 from multispike.pipelines.export import export_nir  # noqa: E402
-from multispike.pipelines.sinabs_export import (  # noqa: E402
+from multispike.pipelines.export.sinabs import (  # noqa: E402
     reset_sinabs,
     run_sinabs,
     sinabs_from_nir,

@@ -15,7 +15,7 @@ model:
     init_args: {model_name: ms_resnet20, num_classes: 10, in_chans: 1}
   lr: 0.05
 data:
-  class_path: multispike.distill.data.DigitsDataModule
+  class_path: multispike.pipelines.data.DigitsDataModule
   init_args: {batch_size: 64}
 trainer: {max_epochs: 2, limit_train_batches: 3, logger: false, enable_progress_bar: false}
 """
@@ -123,7 +123,7 @@ def test_train_sets_the_whitening_of_an_airbench_net_from_training_images(tmp_pa
     """``init_from_data`` gets the training images (never the validation hold-out) before
     the first step; the whitening stays frozen while the rest trains."""
     from multispike.distill.classifier import Classifier
-    from multispike.distill.data import RandomDataModule
+    from multispike.pipelines.data import RandomDataModule
     from multispike.zoo.airbench import patch_whitening
 
     data = RandomDataModule(num_samples=96, num_test_samples=32, batch_size=32, val_size=32)

@@ -13,7 +13,8 @@ own clock (multi-level and rate: ``T``, all layers within a step; TTFS: ``depth 
 window per layer), energy with the cost table, and robustness:
 
 - **input** noise: Gaussian ``σ`` on the normalised image, or spurious events with
-  probability ``p`` on event frames (as in :func:`multispike.pipelines.evaluate.robustness`);
+  probability ``p`` on event frames (as in
+  :func:`multispike.pipelines.evaluation.compute.robustness`);
 - spike **deletion** ``p``: every event a neuron layer sends is lost with probability
   ``p`` — a multi-level event takes its ``k`` spikes with it, a rate spike is one event, a
   TTFS spike is the whole value;
@@ -38,12 +39,12 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, fx, nn
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, to_snn, to_ttfs
-from multispike.convert.quant import threshold_view
-from multispike.convert.ttfs import TTFSNetwork, TTFSNeuron
-from multispike.distill.energy import CostTable, energy, load_costs, spiking_counts
-from multispike.distill.frames import student_input
-from multispike.pipelines.evaluate import _run, perturb_input
+from ...convert import MultiLevelIFNeuron, SpikingNetwork, to_snn, to_ttfs
+from ...convert.quant import threshold_view
+from ...convert.ttfs import TTFSNetwork, TTFSNeuron
+from ...distill.frames import student_input
+from ...distill.metrics.energy import CostTable, energy, load_costs, spiking_counts
+from .compute import _run, perturb_input
 
 __all__ = ["compare_codes", "spike_perturbation"]
 

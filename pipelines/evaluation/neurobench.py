@@ -29,8 +29,8 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
-from multispike.distill.frames import student_input
+from ...convert import MultiLevelIFNeuron, SpikingNetwork
+from ...distill.frames import student_input
 
 __all__ = ["neurobench_metrics"]
 

@@ -29,9 +29,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, fx, nn
 
-from multispike.convert import SpikingNetwork, build_qann, neurons, qann_of, quantizers, to_snn
-
-from .folder_schema import ModelFileError, validate_config
+from ...convert import SpikingNetwork, build_qann, neurons, qann_of, quantizers, to_snn
+from .schema import ModelFileError, validate_config
 
 __all__ = [
     "CONFIG_FILE",
@@ -75,7 +74,7 @@ def register_transform(name: str) -> Callable[[Transform], Transform]:
 
 @register_transform("residual")
 def _replay_residual(qann: fx.GraphModule, spec: dict[str, Any]) -> fx.GraphModule:
-    from multispike.convert.residual import JOIN_MODES, rewire_residual
+    from ...convert.residual import JOIN_MODES, rewire_residual
 
     if set(spec) != {"name", "mode"} or spec["mode"] not in JOIN_MODES:
         raise ModelFileError(
@@ -92,7 +91,7 @@ def replay_transforms(qann: fx.GraphModule, specs: list[dict[str, Any]]) -> fx.G
         if name not in TRANSFORMS:
             raise ModelFileError(
                 f"unknown graph transform {name!r}; known: {sorted(TRANSFORMS)}. Register it "
-                "with multispike.pipelines.serialize.register_transform before loading."
+                "with multispike.pipelines.folder.serialize.register_transform before loading."
             )
         qann = TRANSFORMS[name](qann, spec)
     qann.meta["multispike"]["transforms"] = [dict(s) for s in specs]

@@ -35,12 +35,13 @@ import nir
 import torch
 from torch import Tensor, fx
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
-from multispike.convert.graph import get_module
-from multispike.convert.quant import threshold_view
-from multispike.pipelines.export import ElementwiseScale, graph_with_shapes
-from multispike.pipelines.folder_schema import MAX_TIMESTEPS
-from multispike.pipelines.nir_checks import read_nir
+from ...convert import MultiLevelIFNeuron, SpikingNetwork
+from ...convert.graph import get_module
+from ...convert.quant import threshold_view
+from ..folder.schema import MAX_TIMESTEPS
+from .nir import graph_with_shapes
+from .nir_read import read_nir
+from .snntorch import ElementwiseScale
 
 __all__ = ["reset_sinabs", "run_sinabs", "save_sinabs", "sinabs_from_nir", "to_sinabs"]
 
@@ -121,7 +122,7 @@ def sinabs_from_nir(graph: nir.NIRGraph | str | Path, timesteps: int) -> torch.n
     Raises:
         FileNotFoundError: no file at ``graph``.
         ExportError: a corrupt file or a malformed graph, naming the file and node
-            (:func:`~multispike.pipelines.nir_checks.validate_nir_graph`).
+            (:func:`~multispike.pipelines.export.nir_read.validate_nir_graph`).
     """
     sinabs = _sinabs()
     import nirtorch

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
-from multispike.convert import model_device
+from ...convert import model_device
 
 __all__ = [
     "SYNAPTIC_LAYERS",
@@ -102,7 +102,7 @@ def load_costs(path: str | Path | None = None) -> CostTable:
         ValueError: unknown section or kind, or a cost that is not a non-negative number.
     """
     default = yaml.safe_load(
-        resources.files("multispike.distill").joinpath("energy_costs.yaml").read_text()
+        resources.files("multispike.distill.metrics").joinpath("energy_costs.yaml").read_text()
     )
     tables = {"ops": dict(default["ops"]), "memory": dict(default["memory"])}
     source = "multispike default (Horowitz ISSCC 2014, 45 nm; Lemaire et al. 2022)"

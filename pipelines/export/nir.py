@@ -36,18 +36,12 @@ What a reader of the file reproduces, and what it does not:
   lets fire up to ``N`` events in one step (``metadata["max_spikes"]``); a reader that
   emits at most one event per step reproduces it only where no step needs more — use a
   multi-spike reader (sinabs ``IAF`` with ``MaxSpike(N)``:
-  :func:`~multispike.pipelines.sinabs_export.sinabs_from_nir`, tested) for an exact run;
+  :func:`~multispike.pipelines.export.sinabs.sinabs_from_nir`, tested) for an exact run;
 - spike ties: multispike fires at ``v ≥ q``, NIR says ``v > v_threshold`` (differs only
   when the membrane lands exactly on the threshold);
 - shapes are NIR's: unbatched (``nir.Flatten`` with ``start_dim=0`` on the ``(C, H, W)``
   input type, as NIR's type check requires). Readers built on nirtorch (snnTorch) map it
   to ``nn.Flatten(0, -1)``, so feed them one unbatched sample ``(C, H, W)`` per step.
-
-**ONNX**: the network at ``T = 1`` is a feed-forward quantized network (floor, clamp,
-mul); :func:`export_onnx` writes it with ``torch.onnx.export`` for ``(B, *input_shape)``
-inputs and ``(B, classes)`` outputs. onnxruntime matches PyTorch to float rounding
-(≈1e-6 relative); a pre-activation within rounding of a level boundary can land one
-level apart.
 """
 
 from __future__ import annotations
@@ -55,9 +49,8 @@ from __future__ import annotations
 import copy
 import math
 import operator
-import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import nir
 import numpy as np
@@ -66,27 +59,15 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork
-from multispike.convert.graph import add_into, get_module
+from ...convert import MultiLevelIFNeuron, SpikingNetwork
+from ...convert.graph import add_into, get_module
+from .errors import ExportError
 
-__all__ = [
-    "ElementwiseScale",
-    "ExportError",
-    "export_nir",
-    "export_onnx",
-    "graph_with_shapes",
-    "reset_snntorch",
-    "to_snntorch",
-]
+__all__ = ["export_nir", "graph_with_shapes"]
 
 _ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 _ALIAS_METHODS = {"contiguous", "clone", "float"}
 _FLATTEN_METHODS = {"flatten", "view", "reshape"}
-
-
-class ExportError(ValueError):
-    """The model holds an operation the target format cannot express, or a NIR graph read
-    back is malformed; names the node (and the file)."""
 
 
 # --------------------------------------------------------------------------- NIR
@@ -420,173 +401,3 @@ def _fixed_conv(b: _NirBuilder, name: str, weight: Tensor, stride, value: _Value
     return b.add(name, node, value, shape)
 
 
-# --------------------------------------------------------------------------- ONNX
-
-
-class _FirstStep(nn.Module):
-    """The network at ``T = 1`` as a plain ``(B, ...) → (B, classes)`` module."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        if isinstance(self.model, SpikingNetwork):
-            return self.model(x, timesteps=1)[0]
-        return self.model(x)
-
-
-def export_onnx(
-    model: SpikingNetwork | fx.GraphModule,
-    path: str | Path,
-    *,
-    opset: int = 17,
-    preprocessing: dict[str, Any] | None = None,
-) -> Path:
-    """Write the ``T = 1`` network (SNN at one step, or a QANN) to an ONNX file.
-
-    The file's ``metadata_props`` say what a deployment needs: ``multispike.kind``,
-    ``levels``, ``max_spikes``, ``timesteps`` (1, as exported), ``input_shape``,
-    ``num_classes``, ``architecture`` when known, and the input normalisation ``mean`` /
-    ``std`` when given (``x = (image / max - mean) / std``), all as JSON strings.
-
-    Args:
-        model: a SpikingNetwork (exported at ``T = 1``) or a QANN; not modified.
-        path: the ``.onnx`` file to write.
-        opset: ONNX opset version.
-        preprocessing: the normalisation, ``{"mean": [...], "std": [...]}`` (a model
-            folder's ``config.json`` records it).
-
-    Returns:
-        ``path``; the graph takes ``input`` ``(B, *input_shape)`` and returns ``output``
-        ``(B, classes)`` with a dynamic batch size.
-    """
-    net = model.net if isinstance(model, SpikingNetwork) else model
-    meta = getattr(net, "meta", {}).get("multispike")
-    if meta is None:
-        raise TypeError(
-            f"export_onnx expects a SpikingNetwork or a QANN, got {type(model).__name__}"
-        )
-    wrapper = _FirstStep(copy.deepcopy(model).cpu().eval())
-    example = torch.zeros(1, *meta["input_shape"])
-    path = Path(path)
-    with torch.no_grad(), warnings.catch_warnings():
-        # T = 1 is fixed at export: the neurons' Python checks on it are constants, as meant
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # the torch.export-based exporter needs onnxscript, not a dependency: keep TorchScript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # strided slices (the CIFAR ResNets' option-A shortcut) stay unfolded: harmless
-        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(path),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
-        classes = int(wrapper(example).shape[-1])
-    _write_metadata(path, model, meta, classes, preprocessing)
-    return path
-
-
-def _write_metadata(
-    path: Path, model: nn.Module, meta: dict, classes: int, preprocessing: dict | None
-) -> None:
-    import json
-
-    import onnx
-
-    snn = isinstance(model, SpikingNetwork)
-    props = {
-        "multispike.kind": "snn" if snn else "qann",
-        "multispike.levels": meta["levels"],
-        "multispike.max_spikes": meta.get("max_spikes") if snn else None,
-        "multispike.timesteps": 1,
-        "multispike.input_shape": list(meta["input_shape"]),
-        "multispike.num_classes": classes,
-        "multispike.architecture": (meta.get("architecture") or {}).get("model_name"),
-        **{f"multispike.{k}": v for k, v in (preprocessing or {}).items()},
-    }
-    proto = onnx.load(str(path))
-    for key, value in props.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-    onnx.save(proto, str(path))
-
-
-# --------------------------------------------------------------------------- reading back
-
-
-def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
-    """Read a NIR graph into snnTorch, IF nodes as snnTorch IF neurons with subtractive reset.
-
-    Every node but ``nir.IF`` and ``nir.Scale`` (which snnTorch does not map; here a
-    product) goes through snnTorch's own ``import_from_nir`` mapping.
-    snnTorch 1.0's mapping of ``nir.IF`` is a leaky neuron (``beta=0.9``) that returns a
-    ``(spikes, membrane)`` tuple the graph cannot pass on; here it is ``snntorch.Leaky`` with
-    ``beta=1`` (no leak, the NIR IF), ``threshold=v_threshold`` and subtractive reset. The
-    membranes start at the nodes' ``metadata["v_init"]`` (multispike's ``q/2``) after
-    :func:`reset_snntorch`.
-
-    The returned module is nirtorch's graph executor: call it once per step with one
-    unbatched sample ``(C, H, W)``; it returns ``(output, state)``.
-
-    The graph is checked before anything is built
-    (:func:`~multispike.pipelines.nir_checks.validate_nir_graph`).
-
-    Raises:
-        FileNotFoundError: no file at ``graph``.
-        ExportError: a corrupt file or a malformed graph (a dangling edge, a cycle, a
-            threshold <= 0, a non-finite or oversized array, ...), naming the file and node.
-    """
-    try:
-        import nirtorch
-        import snntorch
-        from snntorch.import_nir import _nir_to_snntorch_module
-    except ImportError as err:  # snnTorch is a test-only (dev) dependency
-        raise ImportError("to_snntorch needs snntorch: pip install 'multispike[dev]'") from err
-    from .nir_checks import read_nir  # imports this module: not at the top
-
-    graph = read_nir(graph)
-
-    def if_neuron(node: nir.IF) -> nn.Module:
-        neuron = snntorch.Leaky(
-            beta=1.0,
-            threshold=torch.as_tensor(node.v_threshold, dtype=torch.float32),
-            reset_mechanism="subtract",
-            init_hidden=True,
-            reset_delay=True,  # v(t) = v(t-1) - θ·s(t-1) + x(t): multispike's order
-        )
-        neuron.v_init = torch.as_tensor(node.metadata.get("v_init", 0.0), dtype=torch.float32)
-        return neuron
-
-    node_map = {
-        kind: lambda n: _nir_to_snntorch_module(n, init_hidden=True)
-        for kind in (nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d)
-    }
-    node_map[nir.IF] = if_neuron
-    node_map[nir.Scale] = lambda n: ElementwiseScale(n.scale)
-    module = nirtorch.nir_to_torch(graph, node_map)
-    reset_snntorch(module)
-    return module
-
-
-class ElementwiseScale(nn.Module):
-    """``nir.Scale`` (snnTorch has no mapping for it): ``x ⊙ s``."""
-
-    def __init__(self, scale: np.ndarray) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale
-
-
-def reset_snntorch(module: nn.Module) -> None:
-    """Put every IF membrane of a :func:`to_snntorch` module back to its initial value."""
-    for neuron in module.modules():
-        if hasattr(neuron, "v_init"):
-            neuron.mem = neuron.v_init.clone()

@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation (the dict of :func:`multispike.pipelines.evaluate.evaluate`)."""
+"""PNG plots of an evaluation (the dict of :func:`.compute.evaluate`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .evaluate import spiking_runs  # noqa: E402
+from .compute import spiking_runs  # noqa: E402
 
 __all__ = ["PLOTS", "write_plots"]
 

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from multispike.zoo import CheckpointError
+from ...zoo import CheckpointError
 
 __all__ = [
     "FolderCheckpoint",

@@ -33,17 +33,17 @@ import torch
 from torch import Tensor, fx, nn
 from tqdm.auto import tqdm
 
-from multispike.convert import MultiLevelIFNeuron, SpikingNetwork, model_device, to_snn
-from multispike.convert.calibrate import batch_inputs
-from multispike.convert.graph import get_module, is_add, preserved_inputs, signal_users
-from multispike.convert.quant import threshold_view
-from multispike.convert.residual import (
+from ...convert import MultiLevelIFNeuron, SpikingNetwork, model_device, to_snn
+from ...convert.calibrate import batch_inputs
+from ...convert.graph import get_module, is_add, preserved_inputs, signal_users
+from ...convert.quant import threshold_view
+from ...convert.residual import (
     JOIN_MODES,
     is_spike_stream,
     residual_joins,
     rewire_residual,
 )
-from multispike.distill.metrics import ActivityMonitor, SpikeActivity, StepAccuracy
+from ...distill.metrics import ActivityMonitor, SpikeActivity, StepAccuracy
 
 __all__ = ["avalanche", "measure_streams", "plot_avalanche", "save_avalanche"]
 

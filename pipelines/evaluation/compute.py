@@ -32,18 +32,18 @@ import torch
 from torch import Tensor, fx, nn
 from tqdm.auto import tqdm
 
-from multispike.convert import SpikingNetwork, model_device, to_snn
-from multispike.convert.calibrate import batch_inputs
-from multispike.convert.distributed import all_reduce_sum, rank_and_world, rank_batches
-from multispike.distill.energy import (
+from ...convert import SpikingNetwork, model_device, to_snn
+from ...convert.calibrate import batch_inputs
+from ...convert.distributed import all_reduce_sum, rank_and_world, rank_batches
+from ...distill.frames import student_input, teacher_logits
+from ...distill.metrics import ActivityMonitor, StepAccuracy, StepAgreement
+from ...distill.metrics.energy import (
     CostTable,
     analog_counts,
     energy,
     load_costs,
     spiking_counts,
 )
-from multispike.distill.frames import student_input, teacher_logits
-from multispike.distill.metrics import ActivityMonitor, StepAccuracy, StepAgreement
 
 __all__ = [
     "SNNConfig",
@@ -92,7 +92,7 @@ def _batches(loader: Iterable, desc: str, progress: bool) -> Iterable[tuple[Tens
 def latency(outputs: Tensor) -> Tensor:
     """Per image, the first step ``t`` (1-based) from which the cumulative-mean prediction
     equals the final one at every later step: ``(B,)`` integers in ``1..T``."""
-    from multispike.convert import cumulative_mean
+    from ...convert import cumulative_mean
 
     pred = cumulative_mean(outputs).argmax(-1)  # (T, B)
     changed = pred[1:] != pred[:-1]  # (T-1, B): prediction changed at step t+2
@@ -345,10 +345,10 @@ def evaluate(
             ``loader``).
         costs: energy cost table (default :func:`load_costs`).
         neurobench: also run NeuroBench's harness on the multi-level SNN (``loader``'s data;
-            see :mod:`multispike.pipelines.neurobench`).
+            see :mod:`multispike.pipelines.evaluation.neurobench`).
         codes: also compare the QANN's three spike codes, multi-level, binary rate (the
             binary ``T`` and the sweep's ``N = 1`` rows) and TTFS, with spike deletion and
-            jitter (see :mod:`multispike.pipelines.codes`).
+            jitter (see :mod:`multispike.pipelines.evaluation.codes`).
         progress: tqdm bars.
 
     Returns:
@@ -412,11 +412,11 @@ def evaluate(
         models = {k: v for k, v in models.items() if v is not None}
         result["robustness"] = robustness(models, noise_loader or loader, noise, progress=progress)
     if neurobench:
-        from multispike.pipelines.neurobench import neurobench_metrics
+        from .neurobench import neurobench_metrics
 
         result["neurobench"] = neurobench_metrics(snn, loader)
     if codes:
-        from multispike.pipelines.codes import compare_codes
+        from .codes import compare_codes
 
         rates = [binary.timesteps, *(c.timesteps for c in sweep if c.max_spikes == 1)]
         result["codes"] = compare_codes(

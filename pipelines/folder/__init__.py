@@ -1,0 +1,22 @@
+"""The model folder every stage reads and writes: ``config.json`` (architecture, L / N / T,
+thresholds, transforms, preprocessing, library versions, the weights' sha256) beside
+``model.safetensors``.
+
+- :mod:`.serialize`: :func:`save` and :func:`load` (the QANN, SNN or ANN it holds);
+- :mod:`.schema`: the checks a ``config.json`` passes before anything is built from it;
+- :mod:`.checkpoints`: Lightning checkpoints with sha256 sidecars, resumable folders.
+"""
+
+from .schema import ModelFileError, validate_config
+from .serialize import CONFIG_FILE, WEIGHTS_FILE, conversion_meta, load, register_transform, save
+
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "ModelFileError",
+    "conversion_meta",
+    "load",
+    "register_transform",
+    "save",
+    "validate_config",
+]
