@@ -1,17 +1,16 @@
 """How fast the DataModules deliver batches on CPU (single process, no workers).
 
-    python benchmarks/data_loading.py [--train-images 10000] [--batch 500] [--threads 2]
+    python benchmarks/data_loading.py [--train_images 10000] [--batch_size 500] [--threads 2]
 
 Measures, on the local data folder (``MULTISPIKE_DATA``): ``CIFAR10DataModule.setup()``
 (reading the CIFAR-10 ``.npz``), one pass over the 10,000 test images (no augmentation) and
-over ``--train-images`` training images with crop + flip augmentation; and
+over ``--train_images`` training images with crop + flip augmentation; and
 ``NMNISTDataModule(frames=3)``: N-MNIST sample recordings → 3 count frames (all 1,100
-recordings). Raw results go to ``--json`` (default ``benchmarks/results/data_loading.json``).
+recordings). Raw results go to ``--json_path`` (default ``benchmarks/results/data_loading.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from multispike.pipelines.cli import run_function
 from multispike.pipelines.data import CIFAR10DataModule, NMNISTDataModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / f"{Path(__file__).stem}.json"
@@ -35,22 +35,31 @@ def timed_pass(loader, limit: int | None = None) -> tuple[int, float]:
     return seen, time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-images", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=RESULTS, help="raw results (JSON)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def main(
+    train_images: int = 10_000,
+    batch_size: int = 500,
+    threads: int = 2,
+    json_path: Path = RESULTS,
+) -> None:
+    """Time the DataModules' passes; print the table and write the raw numbers.
+
+    Args:
+        train_images: CIFAR-10 training images of the augmented pass.
+        batch_size: CIFAR-10 images per batch.
+        threads: torch intra-op threads.
+        json_path: where the raw results go.
+    """
+    torch.set_num_threads(threads)
+    arguments = dict(train_images=train_images, batch_size=batch_size, threads=threads,
+                     json_path=json_path)  # fmt: skip
 
     rows = []
-    cifar = CIFAR10DataModule(batch_size=args.batch)
+    cifar = CIFAR10DataModule(batch_size=batch_size)
     start = time.perf_counter()
     cifar.setup()
     rows.append(("CIFAR-10 npz: setup (load 60,000 images)", 60_000, time.perf_counter() - start))
     rows.append(("CIFAR-10 test pass, no augmentation", *timed_pass(cifar.test_dataloader())))
-    train = timed_pass(cifar.train_dataloader(), args.train_images)
+    train = timed_pass(cifar.train_dataloader(), train_images)
     rows.append(("CIFAR-10 train pass, crop + flip", *train))
 
     nmnist = NMNISTDataModule(frames=3, batch_size=100, val_size=0)
@@ -61,14 +70,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, items, seconds in rows:
         print(f"| {name} | {items} | {seconds:.2f} | {items / seconds:,.0f} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": sys.argv, "args": vars(args), "torch": torch.__version__,
+        "command": sys.argv, "args": arguments, "torch": torch.__version__,
         "rows": [dict(step=n, items=i, seconds=s, items_per_s=i / s) for n, i, s in rows],
     }  # fmt: skip
-    args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"raw results: {args.json}")
+    json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"raw results: {json_path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_function(main, sys.argv[1:], "python benchmarks/data_loading.py"))

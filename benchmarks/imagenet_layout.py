@@ -1,13 +1,13 @@
 """ImageNet-size models through the command-line stages, on an ImageNet-layout folder.
 
-    python benchmarks/imagenet_layout.py --models resnet50 resnet18 vgg16_bn mobilenetv2_100
+    python benchmarks/imagenet_layout.py --models '[resnet50,resnet18,vgg16_bn,mobilenetv2_100]'
 
 Builds ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` from the shared CIFAR-10
 (``MULTISPIKE_DATA``), upscaled to 224 × 224 (10 classes; no ImageNet here), then for each timm
 model (random weights saved to a file first: no hub, and every stage sees the same weights):
 
 - ``multispike convert`` (``ImageFolderDataModule``, timm eval transforms at 224 px, batches
-  in channels-last memory format unless ``--no-channels-last``, L = 8,
+  in channels-last memory format unless ``--channels_last false``, L = 8,
   per-channel, percentile, ``--calibration_images`` from ``DIR/train``; its report on 64
   held-out images), and
 - ``multispike evaluate`` on ``--eval_images`` of ``DIR/val`` (ANN, QANN, SNN N = L, T = 1 and
@@ -17,15 +17,15 @@ each in its own process, timed (wall seconds) with its peak resident memory
 (``VmHWM``, not ``ru_maxrss``, which keeps the parent's size across fork and exec; the
 data-loader worker is a separate process, not counted); and images/s of
 the ANN, the QANN and the SNN(T = 1) on batches of the folder's images in this process.
-Accuracy means nothing here (random weights); times and memory do. Raw results: ``--json``
-(default ``benchmarks/results/imagenet_layout.json``). On a GPU (``benchmarks/gpu_stages.sh``):
-``--accelerator gpu --batch 256 --workers 8 --precisions fp32 bf16`` adds the peak GPU memory
-of each stage and bf16 (autocast) images/s.
+Accuracy means nothing here (random weights); times and memory do. Raw results:
+``--json_path`` (default ``benchmarks/results/imagenet_layout.json``). On a GPU
+(``tools/gpu_stages.sh``): ``--trainer.accelerator gpu --batch_size 256 --num_workers 8
+--precisions '[fp32,bf16]'`` adds the peak GPU memory of each stage and bf16 (autocast)
+images/s.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,8 +33,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
+
+from multispike.pipelines.cli import run_function
+from multispike.pipelines.engine import Engine
+
+RESULTS = Path(__file__).resolve().parent / "results" / f"{Path(__file__).stem}.json"
 
 STAGE = (
     "import sys, torch\n"
@@ -129,94 +135,105 @@ def throughput(
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["resnet50", "resnet18", "vgg16_bn",
-                                                         "mobilenetv2_100"])  # fmt: skip
-    parser.add_argument("--output", type=Path, default=Path("runs/imagenet_layout"))
-    parser.add_argument("--train-images", type=int, default=1200)
-    parser.add_argument("--val-images", type=int, default=2000)
-    parser.add_argument("--calibration-images", type=int, default=1024)
-    parser.add_argument("--eval-images", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--accelerator", default="cpu", help="--trainer.accelerator of the stages")
-    parser.add_argument("--workers", type=int, default=1, help="data-loader workers")
-    parser.add_argument(
-        "--precisions",
-        nargs="+",
-        default=["fp32"],
-        choices=["fp32", "bf16"],
-        help="throughput passes (bf16: under autocast)",
-    )
-    parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="--data.channels_last for every stage and the throughput batches",
-    )
-    parser.add_argument(
-        "--json", type=Path, default=Path("benchmarks/results/imagenet_layout.json")
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def main(
+    models: list[str] = ["resnet50", "resnet18", "vgg16_bn", "mobilenetv2_100"],  # noqa: B006
+    output: Path = Path("runs/imagenet_layout"),
+    train_images: int = 1200,
+    val_images: int = 2000,
+    calibration_images: int = 1024,
+    eval_images: int = 2000,
+    batch_size: int = 32,
+    num_workers: int = 1,
+    channels_last: bool = True,
+    threads: int = 2,
+    repeats: int = 3,
+    precisions: list[Literal["fp32", "bf16"]] = ["fp32"],  # noqa: B006  (never mutated)
+    trainer: Engine = Engine(accelerator="cpu"),  # noqa: B008  (frozen dataclass)
+    json_path: Path = RESULTS,
+) -> None:
+    """Time each model through ``convert`` and ``evaluate``; merge its row into ``json_path``.
+
+    Args:
+        models: timm model names (random weights, 10 classes, 224 px).
+        output: scratch folder: the image folder, weights and every stage's output.
+        train_images: CIFAR-10 training images upscaled into ``DIR/train``.
+        val_images: CIFAR-10 test images upscaled into ``DIR/val``.
+        calibration_images: training images ``convert`` calibrates on.
+        eval_images: images of ``DIR/val`` that ``evaluate`` reads.
+        batch_size: images per batch of every stage and of the throughput passes.
+        num_workers: data-loader workers of every stage.
+        channels_last: batches in channels-last memory format (``--data.channels_last``).
+        threads: torch intra-op threads of every stage and of this process.
+        repeats: passes over one batch per throughput measurement.
+        precisions: throughput passes (``bf16``: under autocast).
+        trainer: where the stages run (their ``--trainer.*`` options); the throughput
+            passes use its accelerator.
+        json_path: where the raw results go (a rerun replaces its models' rows).
+    """
+    torch.set_num_threads(threads)
     from safetensors.torch import save_file
 
     from multispike.zoo import load_model
 
-    root = make_folder(args.output / "data", args.train_images, args.val_images)
-    data_args = {"path": str(root), "batch_size": args.batch, "num_workers": args.workers,
-                 "val_size": 64, "channels_last": args.channels_last}  # fmt: skip
-    data_flags = ["--data", "ImageFolderDataModule"]
-    data_flags += [f"--data.{k}={v}" for k, v in data_args.items()]
-    data_flags += ["--trainer.accelerator", args.accelerator]
-    device = torch.device("cuda" if args.accelerator in ("gpu", "cuda") else args.accelerator)
+    root = make_folder(output / "data", train_images, val_images)
+    data_args = {"path": str(root), "batch_size": batch_size, "num_workers": num_workers,
+                 "val_size": 64, "channels_last": channels_last}  # fmt: skip
+    stage_flags = ["--data", "ImageFolderDataModule"]
+    stage_flags += [f"--data.{k}={v}" for k, v in data_args.items()]
+    stage_flags += [f"--trainer.{k}={json.dumps(v) if isinstance(v, list) else v}"
+                    for k, v in vars(trainer).items()]  # fmt: skip
+    accelerator = trainer.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
     results = []
-    for name in args.models:
+    for name in models:
         torch.manual_seed(0)
-        weights = args.output / name / "ann.safetensors"
+        weights = output / name / "ann.safetensors"
         weights.parent.mkdir(parents=True, exist_ok=True)
         ann = load_model(name, num_classes=10)
         save_file({k: v.contiguous() for k, v in ann.state_dict().items()}, str(weights))
-        model_dir = args.output / name / "convert"
+        model_dir = output / name / "convert"
         convert = run_stage(["convert", "--model", name, "--checkpoint", str(weights),
-                             *data_flags, "--levels", "8", "--per_channel", "true",
-                             "--calibration_images", str(args.calibration_images),
+                             *stage_flags, "--levels", "8", "--per_channel", "true",
+                             "--calibration_images", str(calibration_images),
                              "--eval_images", "64", "--output", str(model_dir),
-                             "--progress", "false"], args.threads)  # fmt: skip
+                             "--progress", "false"], threads)  # fmt: skip
         report = json.loads((model_dir / "report.json").read_text())
         convert["calibrate_and_convert_seconds"] = report["calibration"]["seconds"]
         evaluate = run_stage(["evaluate", "--model_dir", str(model_dir), "--checkpoint",
-                              str(weights), *data_flags, "--eval_images", str(args.eval_images),
+                              str(weights), *stage_flags, "--eval_images", str(eval_images),
                               "--binary_timesteps", "1", "--noise", "[]", "--output",
-                              str(args.output / name / "evaluate"), "--progress", "false"],
-                             args.threads)  # fmt: skip
-        metrics = json.loads((args.output / name / "evaluate" / "metrics.json").read_text())
-        row = {"model": name, "channels_last": args.channels_last, "convert": convert,
+                              str(output / name / "evaluate"), "--progress", "false"],
+                             threads)  # fmt: skip
+        metrics = json.loads((output / name / "evaluate" / "metrics.json").read_text())
+        row = {"model": name, "channels_last": channels_last, "convert": convert,
                "evaluate": evaluate,
                "evaluate_images": metrics["snn"]["images"],
                "snn_equals_qann": metrics["snn"]["agreement_with_qann"] == 1.0
                and metrics["snn"]["max_abs_logit_diff"] == 0.0,
-               **throughput(name, weights, model_dir, data_args, args.repeats, device,
-                            args.precisions)}  # fmt: skip
+               **throughput(name, weights, model_dir, data_args, repeats, device,
+                            precisions)}  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
-        write_rows(args, results)  # after every model: a long run keeps what it measured
+        # after every model: a long run keeps what it measured
+        write_rows(json_path, results, calibration_images, threads, gpu=device.type == "cuda")
 
 
-def write_rows(args: argparse.Namespace, results: list[dict]) -> None:
-    """Merge ``results`` into ``--json``: a rerun replaces its models' rows, keeps the rest."""
-    rows = {r["model"]: r for r in _previous(args.json)}
+def write_rows(
+    path: Path, results: list[dict], calibration_images: int, threads: int, gpu: bool
+) -> None:
+    """Merge ``results`` into ``path``: a rerun replaces its models' rows, keeps the rest."""
+    rows = {r["model"]: r for r in _previous(path)}
     rows.update({r["model"]: r for r in results})
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "command": "python benchmarks/imagenet_layout.py --models MODEL [--eval-images N]",
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "command": "python benchmarks/imagenet_layout.py --models '[MODEL]' [--eval_images N]",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {threads} threads, "
                    f"torch {torch.__version__}"
-                   + (f", {torch.cuda.get_device_name()}" if args.accelerator != "cpu" else ""),
-        "calibration_images": args.calibration_images,
+                   + (f", {torch.cuda.get_device_name()}" if gpu else ""),
+        "calibration_images": calibration_images,
         "results": list(rows.values()),
     }, indent=2) + "\n")  # fmt: skip
 
@@ -226,4 +243,4 @@ def _previous(path: Path) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_function(main, sys.argv[1:], "python benchmarks/imagenet_layout.py"))

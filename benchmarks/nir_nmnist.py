@@ -1,7 +1,7 @@
 """The NIR paper's N-MNIST CNN: ANN → binary multispike SNN → NIR → snnTorch, on real samples.
 
-    python benchmarks/nir_nmnist.py [--percentile 99.9] [--levels 4 --max-spikes 4] [--limit N]
-    python benchmarks/nir_nmnist.py --distill-epochs 10   # binary, then distilled
+    python benchmarks/nir_nmnist.py [--percentile 99.9] [--levels 4 --max_spikes 4] [--limit N]
+    python benchmarks/nir_nmnist.py --distill_epochs 10   # binary, then distilled
 
 Reads the N-MNIST samples of the local data folder (``MULTISPIKE_DATA``: ``nmnist/``, 1,000
 train and 100 test recordings) with ``NMNISTDataModule(frames=3)``: 3 equal time bins of
@@ -9,44 +9,44 @@ event counts ``(3, 2, 34, 34)``, the NIR paper's input; 100 training recordings 
 as the validation split, so the rows are test (100), val (100) and train (900), 1,100
 recordings in all. Reports top-1 of
 
-- the ANN (``load_model("ms_nir_nmnist_cnn", pretrained=True)``, the paper's weights): per
+- the ANN (``ms_nir_nmnist_cnn``, ``pretrained=True``: the paper's weights): per
   frame, and of its logits averaged over the 3 frames (``teacher_logits``);
 - the converted SNN (binary IF, ``N = 1``, one frame per step, ``T = 3``) in multispike,
-  thresholds calibrated on training frames (``calibration_dataloader``), after ``T`` steps
-  (``StepAccuracy``); with ``--distill-epochs E`` the calibrated QANN is saved
-  (``multispike.pipelines.save``) and fine-tuned by step-wise distillation from the ANN (3
-  frames) through ``multispike distill`` (its LightningCLI, with the config written to
+  thresholds calibrated on the frames of ``--calibration_images`` training recordings
+  (``calibration_dataloader``), after ``T`` steps (``StepAccuracy``, as every top-1 here);
+  with ``--distill_epochs E`` the calibrated QANN is saved (``multispike.pipelines.save``)
+  and fine-tuned by step-wise distillation from the ANN (3 frames) through
+  ``multispike distill`` (its LightningCLI, with the config written to
   ``<distill dir>/distill.yaml``), and the student it chose on the validation split is
   loaded back (``multispike.pipelines.load``; the val split then chose it and the train
   split trained it);
 - the same SNN exported to NIR and run in snnTorch (:func:`to_snntorch`), with the number
   of samples whose outputs are bit-identical to multispike's at every step.
 
-Raw results go to ``--json`` (default ``benchmarks/results/nir_nmnist.json``).
+Raw results go to ``--json_path`` (default ``benchmarks/results/nir_nmnist.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 import yaml
-from torchmetrics.classification import MulticlassAccuracy
 
 from multispike.convert import SpikingNetwork, calibrate, to_snn
 from multispike.distill.frames import student_input, teacher_logits
 from multispike.distill.metrics import StepAccuracy
 from multispike.pipelines import load, save
+from multispike.pipelines.cli import run_function
 from multispike.pipelines.commands.distill import main as distill_main
 from multispike.pipelines.data import NMNISTDataModule
 from multispike.pipelines.export import export_nir, reset_snntorch, to_snntorch
-from multispike.pipelines.sources import first_images
-from multispike.zoo import load_model
+from multispike.pipelines.sources import ann_and_data, first_images
 
 MODEL = "ms_nir_nmnist_cnn"
 FRAMES = 3
@@ -66,17 +66,19 @@ def snntorch_outputs(reader: torch.nn.Module, frames: torch.Tensor) -> torch.Ten
     return torch.stack(outputs, dim=1)
 
 
-def distill(qann: torch.nn.Module, args: argparse.Namespace, folder: Path) -> SpikingNetwork:
+def distill(
+    qann: torch.nn.Module, folder: Path, epochs: int, max_spikes: int, lr: float, limit: int | None
+) -> SpikingNetwork:
     """Fine-tune ``qann``'s SNN (``T = 3``, one frame per step) with ``multispike distill``."""
     save(qann, folder / "calibrated", model_name=MODEL)
     trainer = {
-        "max_epochs": args.distill_epochs, "accelerator": "cpu", "devices": 1,
+        "max_epochs": epochs, "accelerator": "cpu", "devices": 1,
         "enable_model_summary": False,
         "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                    "init_args": {"save_dir": str(folder), "name": "logs"}},
     }  # fmt: skip
-    if args.limit:  # about --limit recordings per epoch and per validation
-        batches = -(-args.limit // DISTILL_BATCH)
+    if limit:  # about --limit recordings per epoch and per validation
+        batches = -(-limit // DISTILL_BATCH)
         trainer |= {"limit_train_batches": batches, "limit_val_batches": batches}
     config = {
         "trainer": trainer,
@@ -86,8 +88,8 @@ def distill(qann: torch.nn.Module, args: argparse.Namespace, folder: Path) -> Sp
             "student": {"class_path": "multispike.pipelines.load",
                         "init_args": {"directory": str(folder / "calibrated"), "kind": "qann"}},
             "student_frames": FRAMES,
-            "stages": [{"student": "snn", "timesteps": FRAMES, "max_spikes": args.max_spikes}],
-            "lr": args.lr,
+            "stages": [{"student": "snn", "timesteps": FRAMES, "max_spikes": max_spikes}],
+            "lr": lr,
         },
         "data": {"class_path": "multispike.pipelines.data.NMNISTDataModule",
                  "init_args": {"frames": FRAMES, "batch_size": DISTILL_BATCH, "augment": True}},
@@ -99,20 +101,19 @@ def distill(qann: torch.nn.Module, args: argparse.Namespace, folder: Path) -> Sp
     code = distill_main(["--config", str(folder / "distill.yaml")])
     if code:
         raise SystemExit(f"multispike distill failed (exit {code}): {folder / 'distill.yaml'}")
-    print(f"distilled {args.distill_epochs} epochs in {time.perf_counter() - start:.0f} s")
+    print(f"distilled {epochs} epochs in {time.perf_counter() - start:.0f} s")
     return load(folder / "student")
 
 
 @torch.no_grad()
-def evaluate_split(ann, snn, reader, scale, loader, classes: int, reader_limit: int | None) -> dict:
+def evaluate_split(ann, snn, reader, scale, loader, reader_limit: int | None) -> dict:
     """Top-1 (%) of the ANN, the SNN and its snnTorch reading, and bit-identical samples."""
-    ann_frame = MulticlassAccuracy(num_classes=classes, average="micro")
-    ann_mean = MulticlassAccuracy(num_classes=classes, average="micro")
+    ann_frame, ann_mean = StepAccuracy(1), StepAccuracy(1)  # one "step": the ANN's logits
     ms_top1, nir_top1 = StepAccuracy(FRAMES), StepAccuracy(FRAMES)
     read = same = 0
     for x, y in loader:  # x: (B, F, 2, 34, 34)
-        ann_frame.update(ann(x.flatten(0, 1)), y.repeat_interleave(FRAMES))
-        ann_mean.update(teacher_logits(ann, x), y)
+        ann_frame.update(ann(x.flatten(0, 1)).unsqueeze(0), y.repeat_interleave(FRAMES))
+        ann_mean.update(teacher_logits(ann, x).unsqueeze(0), y)
         ms = snn(student_input(x, FRAMES, FRAMES))  # (T, B, classes), one frame per step
         ms_top1.update(ms, y)
         k = len(y) if reader_limit is None else min(len(y), reader_limit - read)
@@ -134,51 +135,68 @@ def evaluate_split(ann, snn, reader, scale, loader, classes: int, reader_limit: 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", type=int, default=1, help="L used to calibrate λ")
-    parser.add_argument("--method", default="percentile", choices=("percentile", "mse"))
-    parser.add_argument("--percentile", type=float, default=95.0)
-    parser.add_argument("--max-spikes", type=int, default=1, help="N (1 = binary IF)")
-    parser.add_argument(
-        "--calib-recordings", type=int, default=900, help="training recordings λ is fitted on"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="recordings per split")
-    parser.add_argument("--reader-limit", type=int, default=None, help="samples run in snnTorch")
-    parser.add_argument("--distill-epochs", type=int, default=0, help="fine-tune the SNN first")
-    parser.add_argument("--lr", type=float, default=5e-4, help="distillation learning rate")
-    parser.add_argument(
-        "--distill-dir", type=Path, help="keep the distillation run here (default: not kept)"
-    )
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=RESULTS, help="raw results (JSON)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def main(
+    levels: int = 1,
+    calibration: Literal["percentile", "mse"] = "percentile",
+    percentile: float = 95.0,
+    max_spikes: int = 1,
+    calibration_images: int = 900,
+    limit: int | None = None,
+    reader_limit: int | None = None,
+    distill_epochs: int = 0,
+    lr: float = 5e-4,
+    distill_dir: Path | None = None,
+    batch_size: int = 100,
+    threads: int = 2,
+    json_path: Path = RESULTS,
+) -> None:
+    """Convert the N-MNIST CNN, export it to NIR, and score every split in both simulators.
 
-    ann = load_model(MODEL, pretrained=True)
-    data = NMNISTDataModule(frames=FRAMES, batch_size=args.batch)
-    data.adopt_model_config(ann)
+    Args:
+        levels: ``L`` used to calibrate λ.
+        calibration: how λ is set: a ``percentile`` of each activation or the ``mse`` minimiser.
+        percentile: the percentile for ``calibration=percentile``.
+        max_spikes: ``N`` (1: binary IF).
+        calibration_images: training recordings λ is fitted on (their frames).
+        limit: recordings per split (default: all); also caps the distillation's batches.
+        reader_limit: recordings per split run in snnTorch (default: all).
+        distill_epochs: fine-tune the SNN first (0: calibration only).
+        lr: distillation learning rate.
+        distill_dir: keep the distillation run here (default: not kept).
+        batch_size: recordings per batch.
+        threads: torch intra-op threads.
+        json_path: where the raw results go.
+    """
+    arguments = dict(
+        levels=levels, calibration=calibration, percentile=percentile, max_spikes=max_spikes,
+        calibration_images=calibration_images, limit=limit, reader_limit=reader_limit,
+        distill_epochs=distill_epochs, lr=lr, distill_dir=distill_dir, batch_size=batch_size,
+        threads=threads, json_path=json_path,
+    )  # fmt: skip
+    torch.set_num_threads(threads)
+
+    data = NMNISTDataModule(frames=FRAMES, batch_size=batch_size)
+    ann, _ = ann_and_data(MODEL, data, pretrained=True)  # and data normalised like its weights
     data.setup()
-    calib = data.calibration_dataloader(args.calib_recordings)
-    qann = calibrate(ann, calib, levels=args.levels, method=args.method,
-                     percentile=args.percentile, progress=False)  # fmt: skip
+    calib = data.calibration_dataloader(calibration_images)
+    qann = calibrate(ann, calib, levels=levels, method=calibration, percentile=percentile,
+                     progress=False)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        if args.distill_epochs:
-            folder = args.distill_dir or Path(tmp) / "distill"
+        if distill_epochs:
+            folder = distill_dir or Path(tmp) / "distill"
             folder.mkdir(parents=True, exist_ok=True)
-            snn = distill(qann, args, folder)
+            snn = distill(qann, folder, distill_epochs, max_spikes, lr, limit)
         else:
-            snn = to_snn(qann, max_spikes=args.max_spikes, timesteps=FRAMES)
+            snn = to_snn(qann, max_spikes=max_spikes, timesteps=FRAMES)
         graph = export_nir(snn, Path(tmp) / "nmnist_cnn.nir", output="spikes")
         reader = to_snntorch(Path(tmp) / "nmnist_cnn.nir")
     snn.eval()
     scale = torch.as_tensor(graph.nodes["output"].metadata.get("scale", 1.0))
 
     print(
-        f"calibration: L={args.levels} {args.method} (p={args.percentile}) on "
-        f"{len(calib.dataset)} recordings, N={args.max_spikes}, distilled "
-        f"{args.distill_epochs} epochs"
+        f"calibration: L={levels} {calibration} (p={percentile}) on "
+        f"{len(calib.dataset)} recordings, N={max_spikes}, distilled "
+        f"{distill_epochs} epochs"
     )
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
@@ -187,8 +205,8 @@ def main() -> None:
                "train": data.train_dataloader()}  # fmt: skip
     for split, loader in loaders.items():
         start = time.perf_counter()
-        loader = first_images(loader, args.limit)
-        r = evaluate_split(ann, snn, reader, scale, loader, data.num_classes, args.reader_limit)
+        loader = first_images(loader, limit)
+        r = evaluate_split(ann, snn, reader, scale, loader, reader_limit)
         rows[split] = r
         r["seconds"] = time.perf_counter() - start
         nir = f"{r['snntorch']:.1f}" if r["snntorch"] is not None else "-"
@@ -197,12 +215,12 @@ def main() -> None:
             f"{r['ann_frames_mean']:.1f} | {r['snn']:.1f} | {nir} ({r['snntorch_recordings']}) | "
             f"{r['identical']}/{r['snntorch_recordings']} | ({r['seconds']:.0f} s)"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": sys.argv, "args": vars(args), "torch": torch.__version__,
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"command": sys.argv, "args": arguments, "torch": torch.__version__,
               "calibration_recordings": len(calib.dataset), "splits": rows}  # fmt: skip
-    args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"raw results: {args.json}")
+    json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"raw results: {json_path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_function(main, sys.argv[1:], "python benchmarks/nir_nmnist.py"))

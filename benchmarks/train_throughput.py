@@ -12,7 +12,7 @@ Measures, on one machine in one run (nothing else should be running):
   (reading the data, whitening, building the Trainer) cancels out of the difference.
 
 Achieved GFLOP/s count 3 × the forward FLOPs per image (forward + two backward products),
-from torch's FLOP counter. Raw results: ``--json`` (default
+from torch's FLOP counter. Raw results: ``--json_path`` (default
 ``benchmarks/results/train_throughput.json``).
 """
 
@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
-from jsonargparse import CLI
 from torch.utils.flop_counter import FlopCounterMode
 
 import multispike.zoo  # noqa: F401  (registers the zoo)
+from multispike.pipelines.cli import run_function
 from multispike.pipelines.commands import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / f"{Path(__file__).stem}.json"
@@ -140,4 +141,4 @@ def main(
 
 
 if __name__ == "__main__":
-    CLI(main)
+    sys.exit(run_function(main, sys.argv[1:], "python benchmarks/train_throughput.py"))

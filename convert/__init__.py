@@ -8,8 +8,9 @@
 from .calibrate import build_qann, calibrate, calibrate_thresholds, fold_qann, quantizers
 from .distributed import shard_batches
 from .errors import ConversionError
-from .graph import model_device
+from .modules import model_device
 from .neuron import MultiLevelIFNeuron, if_neuron
+from .options import CalibrationOptions
 from .quant import MultiLevelQuantizer, quantize
 from .reconstruct import reconstruct
 from .report import ConversionReport, conversion_report
@@ -18,6 +19,7 @@ from .snn import SpikingNetwork, cumulative_mean, neurons, qann_of, to_snn
 from .ttfs import TTFSNetwork, TTFSNeuron, to_ttfs
 
 __all__ = [
+    "CalibrationOptions",
     "ConversionError",
     "JOIN_MODES",
     "ConversionReport",

@@ -25,8 +25,10 @@ from tqdm.auto import tqdm
 from .distributed import all_reduce_sum, gather_in_order, rank_batches
 from .errors import ConversionError
 from .fold import fold_batchnorm
-from .graph import activation_sites, check_supported, model_device, replace_sites, trace
+from .graph import activation_sites, replace_sites, trace
+from .modules import model_device
 from .quant import MultiLevelQuantizer, quantize
+from .signals import check_supported
 
 __all__ = [
     "batch_inputs",

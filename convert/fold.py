@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from .graph import get_module, set_module
+from .modules import get_module, set_module
 
 __all__ = ["fold_batchnorm"]
 

@@ -36,7 +36,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from .calibrate import batch_inputs, quantizers
-from .graph import get_module, model_device, node_owner
+from .graph import node_owner
+from .modules import get_module, model_device
 from .quant import MultiLevelQuantizer
 
 __all__ = ["Block", "reconstruct", "reconstruction_blocks"]

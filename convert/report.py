@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from torch import fx, nn
 
 from .calibrate import quantizers
-from .graph import max_pool_nodes
+from .signals import max_pool_nodes
 from .snn import SpikingNetwork, neurons
 
 __all__ = ["ConversionReport", "LayerEntry", "conversion_report"]

@@ -51,18 +51,11 @@ from torch import fx
 
 from .calibrate import calibrate_thresholds, quantizers
 from .errors import ConversionError
-from .graph import (
-    get_module,
-    is_add,
-    model_device,
-    node_owner,
-    preserved_inputs,
-    signal_nodes,
-    signal_users,
-    traces_to_source,
-)
+from .graph import node_owner
+from .modules import get_module, model_device
 from .neuron import MultiLevelIFNeuron
 from .quant import MultiLevelQuantizer
+from .signals import is_add, preserved_inputs, signal_nodes, signal_users, traces_to_source
 
 __all__ = ["JOIN_MODES", "Join", "is_spike_stream", "residual_joins", "rewire_residual"]
 

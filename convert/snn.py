@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, fx, nn
 
 from .calibrate import quantizers
-from .graph import add_into, get_module, set_module
+from .modules import get_module, set_module
 from .neuron import MultiLevelIFNeuron
 from .quant import MultiLevelQuantizer
+from .signals import add_into
 
 __all__ = ["SpikingNetwork", "cumulative_mean", "neurons", "qann_of", "to_snn"]
 

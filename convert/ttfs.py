@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from .calibrate import quantizers
-from .graph import set_module
+from .modules import set_module
 from .quant import threshold_view
 
 __all__ = ["TTFSNetwork", "TTFSNeuron", "to_ttfs"]

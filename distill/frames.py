@@ -9,10 +9,16 @@ for ``T/S`` steps; one frame is presented at every step).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["rebin_frames", "student_input", "teacher_logits"]
+from ..convert.calibrate import batch_inputs
+
+__all__ = ["StudentFrames", "calibration_frames", "rebin_frames", "student_input", "teacher_logits"]
 
 
 def rebin_frames(frames: Tensor, bins: int) -> Tensor:
@@ -63,3 +69,47 @@ def student_input(x: Tensor, frames: int | None, timesteps: int | None) -> Tenso
             "multiple of the student frames"
         )
     return binned.transpose(0, 1).repeat_interleave(timesteps // frames, dim=0)
+
+
+class StudentFrames:
+    """Re-iterable view of a loader yielding the student's single-frame inputs (calibration).
+
+    Args:
+        loader: batches of images or of ``(B, F, C, H, W)`` frames (labels ignored).
+        frames, timesteps: as for :func:`student_input`; frames seen at several steps are
+            flattened into the batch.
+        limit: stop after this many batches (default: all).
+    """
+
+    def __init__(self, loader: Iterable, frames: int | None, timesteps: int | None,
+                 limit: int | None = None) -> None:  # fmt: skip
+        self.loader, self.frames, self.timesteps, self.limit = loader, frames, timesteps, limit
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for index, batch in enumerate(self.loader):
+            if self.limit is not None and index >= self.limit:
+                return
+            x = student_input(batch_inputs(batch), self.frames, self.timesteps)
+            yield x.flatten(0, 1) if x.dim() == 5 else x
+
+
+def calibration_frames(
+    datamodule: Any, images: int, frames: int | None, timesteps: int | None
+) -> StudentFrames:
+    """The student's inputs of about ``images`` training images of ``datamodule``: its
+    ``calibration_dataloader`` where it has one, else the first batches of its training loader.
+
+    Raises:
+        ValueError: no DataModule (``None``).
+    """
+    if datamodule is None:
+        raise ValueError(
+            "StepwiseDistillation builds its student from the source ANN on the training "
+            "data: fit with a DataModule, or pass student=..."
+        )
+    if hasattr(datamodule, "calibration_dataloader"):
+        loader = datamodule.calibration_dataloader(num_images=images)
+        return StudentFrames(loader, frames, timesteps)
+    loader = datamodule.train_dataloader()
+    batches = math.ceil(images / (loader.batch_size or 1))
+    return StudentFrames(loader, frames, timesteps, batches)

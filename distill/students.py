@@ -8,6 +8,7 @@ switch), then fewer steps or spikes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,14 @@ import torch
 from torch import fx, nn
 
 from ..convert import (
+    CalibrationOptions,
     SpikingNetwork,
     build_qann,
-    calibrate,
     neurons,
     quantizers,
     to_snn,
 )
-from ..convert.graph import get_module
+from ..convert.modules import get_module
 from ..zoo import CheckpointError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "load_student_weights",
     "quantized_student",
     "spiking_view",
+    "student_input_shape",
 ]
 
 StudentKind = Literal["qann", "snn"]
@@ -69,26 +71,33 @@ def freeze_batchnorm(model: nn.Module) -> None:
                 param.requires_grad_(False)
 
 
+def student_input_shape(student: nn.Module | None) -> list[int] | None:
+    """``(C, H, W)`` of one frame of ``student``'s input, as its conversion recorded it."""
+    if isinstance(student, SpikingNetwork):
+        return list(student.input_shape)
+    meta = getattr(student, "meta", {}).get("multispike", {})
+    return meta.get("input_shape")
+
+
 def quantized_student(
-    teacher: nn.Module,
-    levels: int,
+    ann: nn.Module,
+    calibration: CalibrationOptions,
     *,
     data: Iterable | None = None,
-    per_channel: bool = False,
     input_shape: Sequence[int] | None = None,
-    method: Literal["percentile", "mse"] = "percentile",
-    percentile: float = 99.9,
-    num_batches: int | None = None,
     progress: bool = True,
 ) -> fx.GraphModule:
-    """The teacher's QANN: calibrated on ``data``, or structure only (λ = 1) without it."""
+    """The QANN of ``ann``: calibrated on ``data`` as ``calibration`` says (a reconstruction
+    included), or its structure only (λ = 1) without data; every parameter trains but those of
+    unfoldable BatchNorms.
+    """
     if data is None:
-        qann = build_qann(teacher, levels, per_channel=per_channel, input_shape=input_shape)
+        qann = build_qann(ann, calibration.levels, per_channel=calibration.per_channel,
+                          input_shape=input_shape)  # fmt: skip
     else:
-        qann = calibrate(
-            teacher, data, levels, per_channel=per_channel, method=method,
-            percentile=percentile, num_batches=num_batches, progress=progress,
-        )  # fmt: skip
+        if calibration.calibration == "reconstruct":  # a frozen ANN would reconstruct nothing
+            ann = copy.deepcopy(ann).requires_grad_(True)
+        qann = calibration.apply(ann, data, progress=progress)
     qann.requires_grad_(True)  # a frozen teacher's copy would stay frozen
     freeze_batchnorm(qann)
     return qann

@@ -13,7 +13,7 @@ __all__ = ["load", "save"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from .folder import serialize
+        from . import folder
 
-        return getattr(serialize, name)
+        return getattr(folder, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
 from typing import Any
 
 __all__ = [
@@ -138,7 +139,9 @@ def function_parser(fn: Callable[..., Any], prog: str):
     """A jsonargparse parser of ``fn``'s typed keyword arguments, with ``--config``.
 
     Help comes from ``fn``'s Google-style docstring; ``--print_config`` prints the resolved
-    options as YAML.
+    options as YAML. A parameter typed :class:`~multispike.convert.CalibrationOptions` gives
+    flat options, one per field (``--levels``, ``--calibration``...), documented by the
+    dataclass's docstring, where the parameter stands; :func:`run_function` builds the object.
     """
     from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -147,8 +150,52 @@ def function_parser(fn: Callable[..., Any], prog: str):
         prog=prog, description=doc.split("\n\n")[0], default_env=False, allow_abbrev=False
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
-    parser.add_function_arguments(fn, as_group=False)
+    signature = inspect.signature(fn).parameters
+    names, flat = list(signature), _flat_options(fn)
+    start = 0
+    for name in [*flat, None]:
+        end = names.index(name) if name else len(names)
+        if names[start:end]:
+            parser.add_function_arguments(
+                fn, as_group=False, skip=set(names) - set(names[start:end])
+            )
+        if name:
+            parser.add_class_arguments(flat[name], nested_key=None, as_group=False)
+            default = signature[name].default
+            if isinstance(default, flat[name]):
+                parser.set_defaults(asdict(default))
+        start = end + 1
     return install(parser)
+
+
+def _flat_options(fn: Callable[..., Any]) -> dict[str, type]:
+    """``fn``'s parameters whose fields are flat options: those typed ``CalibrationOptions``."""
+    from typing import get_type_hints
+
+    named = [  # by name first, so that commands without them do not import torch for --help
+        name
+        for name, param in inspect.signature(fn).parameters.items()
+        if "CalibrationOptions" in str(getattr(param.annotation, "__name__", param.annotation))
+    ]
+    if not named:
+        return {}
+    from ..convert import CalibrationOptions
+
+    hints = get_type_hints(fn)
+    return {name: CalibrationOptions for name in named if hints[name] is CalibrationOptions}
+
+
+def _arguments(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``fn``'s keyword arguments from parsed ``options``: flat fields gathered into their
+    objects (see :func:`function_parser`).
+
+    Raises:
+        ValueError: a field out of range (from the object's own checks).
+    """
+    kwargs = {k: v for k, v in options.items() if k not in ("config", "__path__")}
+    for name, cls in _flat_options(fn).items():
+        kwargs[name] = cls(**{f.name: kwargs.pop(f.name) for f in fields(cls)})
+    return kwargs
 
 
 def function_config(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> str:
@@ -173,9 +220,7 @@ def run_function(fn: Callable[..., Any], argv: Sequence[str], prog: str) -> int:
     except SystemExit as done:
         return int(done.code or 0)
     try:
-        init = parser.instantiate(config)
-        kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "__path__")}
-        fn(**kwargs)
+        fn(**_arguments(fn, vars(parser.instantiate(config))))
     except user_error_types() as err:
         return user_error(prog, err)
     _record_config(parser, config)

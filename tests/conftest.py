@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,21 @@ def one_thread():
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def import_tool():
+    """``import_tool(name)``: the module ``tools/<name>.py`` (tools/ is a folder of scripts,
+    not a package)."""
+    return _import_tool
+
+
+def _import_tool(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pickled functions (worker processes) find their module
+    spec.loader.exec_module(module)
+    return module

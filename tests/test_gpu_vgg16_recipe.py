@@ -1,12 +1,10 @@
-"""The GPU visit of benchmarks/gpu_vgg16.sh, end to end on the CPU with a tiny schedule: the
+"""The GPU visit of tools/gpu_vgg16.sh, end to end on the CPU with a tiny schedule: the
 cifar10-vgg16 recipe on generated CIFAR-shaped data, then its SNN folder through the parts
-that carry it back, rebuilt bit for bit."""
+that carry it back (tools/parts.py's command line, in this process), rebuilt bit for bit."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +27,14 @@ CPU = {
 }  # fmt: skip
 
 
+@pytest.fixture
+def parts(import_tool):
+    """The ``tools/parts.py`` module."""
+    return import_tool("parts")
+
+
 @pytest.mark.slow
-def test_the_vgg16_recipe_runs_on_a_cpu_and_its_snn_travels_in_parts(tmp_path):
+def test_the_vgg16_recipe_runs_on_a_cpu_and_its_snn_travels_in_parts(parts, tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     data = tmp_path / "cifar.npz"
     np.savez(data, train_x=images, train_y=np.arange(64) % 10, test_x=images[:16],
@@ -50,19 +54,17 @@ def test_the_vgg16_recipe_runs_on_a_cpu_and_its_snn_travels_in_parts(tmp_path):
     metrics = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
     assert metrics["snn"]["agreement_with_qann"] == 1.0 and metrics["snn"]["images"] == 16
     student = tmp_path / "run" / "distill" / "student"
-    parts = tmp_path / "parts"
-    script = str(ROOT / "benchmarks" / "parts.py")
+    folder = tmp_path / "parts"
     files = [str(p) for p in sorted(student.iterdir())]
-    subprocess.run([sys.executable, script, "split", *files, "--output", str(parts),
-                    "--max-mib", "10"], check=True, capture_output=True)  # fmt: skip
-    assert len(list(parts.glob("files.part*"))) >= 2  # VGG-16 weights need several parts
+    parts.main(["split", *files, "--output", str(folder), "--max_mib", "10"])
+    assert len(list(folder.glob("files.part*"))) >= 2  # VGG-16 weights need several parts
     back = tmp_path / "back"
-    subprocess.run([sys.executable, script, "join", str(parts / "manifest.json"), "--output",
-                    str(back)], check=True, capture_output=True)  # fmt: skip
+    parts.main(["join", str(folder / "manifest.json"), "--output", str(back)])
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(load(back)(x), load(student)(x))
-    (parts / "files.part00").write_bytes(b"damaged")
-    argv = [sys.executable, script, "join", str(parts / "manifest.json"), "--output", "x"]
-    damaged = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
-    assert damaged.returncode != 0 and "does not match its SHA-256" in damaged.stderr
+    (folder / "files.part00").write_bytes(b"damaged")
+    with pytest.raises(SystemExit) as damaged:
+        parts.main(["join", str(folder / "manifest.json"), "--output", str(tmp_path / "x")])
+    assert damaged.value.code != 0 and "does not match its SHA-256" in str(damaged.value)
+    assert not (tmp_path / "x").exists()

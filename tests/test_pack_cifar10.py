@@ -1,24 +1,19 @@
-"""benchmarks/pack_cifar10.py, run as a user runs it: lossless WebP parts rebuild the npz bit for
-bit, or the script says why not."""
+"""tools/pack_cifar10.py, through its command line (``main(argv)``, in this process): lossless
+WebP parts rebuild the npz bit for bit, or the script says why not."""
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pack_cifar10.py"
 
-
-def run_script(*args: object) -> subprocess.CompletedProcess:
-    """``python benchmarks/pack_cifar10.py ARGS`` in a subprocess (output captured)."""
-    command = [sys.executable, str(SCRIPT), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+@pytest.fixture(scope="module")
+def tool(import_tool):
+    """The ``tools/pack_cifar10.py`` module."""
+    return import_tool("pack_cifar10")
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory):
+def packed(tool, tmp_path_factory):
     """A CIFAR-10-shaped npz (250 train / 120 test images: strips that end short too), packed
     into 2 parts by ``pack``; returns the arrays and the parts' folder.
 
@@ -40,33 +35,31 @@ def packed(tmp_path_factory):
         "label_names": np.array([f"class{i}" for i in range(10)]),
     }
     np.savez(folder / "src.npz", **arrays)
-    done = run_script("pack", "--source", folder / "src.npz", "--output", folder / "packed",
-                      "--parts", 2, "--processes", 1)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    tool.main(["pack", "--source", str(folder / "src.npz"), "--output", str(folder / "packed"),
+               "--parts", "2", "--processes", "1"])  # fmt: skip
     return arrays, folder / "packed"
 
 
-def test_parts_rebuild_the_npz_bit_for_bit(packed, tmp_path):
+def test_parts_rebuild_the_npz_bit_for_bit(tool, packed, tmp_path, capsys):
     arrays, parts = packed
-    first = run_script("unpack", parts / "part1", "--work", tmp_path / "work",
-                       "--output", tmp_path / "data")  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    tool.main(["unpack", str(parts / "part1"), "--work", str(tmp_path / "work"),
+               "--output", str(tmp_path / "data")])  # fmt: skip
     assert not (tmp_path / "data").exists()  # nothing is written before the last part
-    last = run_script("unpack", parts / "part2", "--work", tmp_path / "work",
-                      "--output", tmp_path / "data")  # fmt: skip
-    assert last.returncode == 0, last.stderr
-    assert "every array matches its SHA-256" in last.stdout
+    tool.main(["unpack", str(parts / "part2"), "--work", str(tmp_path / "work"),
+               "--output", str(tmp_path / "data")])  # fmt: skip
+    assert "every array matches its SHA-256" in capsys.readouterr().out
     with np.load(tmp_path / "data" / "cifar10" / "cifar10-full.npz") as rebuilt:
         assert sorted(rebuilt.files) == sorted(arrays)
         for key, array in arrays.items():
             np.testing.assert_array_equal(rebuilt[key], array)
 
 
-def test_a_missing_part_is_caught_by_the_hashes(packed, tmp_path):
+def test_a_missing_part_is_caught_by_the_hashes(tool, packed, tmp_path):
     _, parts = packed
-    alone = run_script("unpack", parts / "part2", "--work", tmp_path / "work",
-                       "--output", tmp_path / "data")  # fmt: skip
-    assert alone.returncode != 0
-    assert "part2: rebuilt arrays differ from the source's: train_x" in alone.stderr
-    assert "unpack every part, in order, into the same --work folder" in alone.stderr
+    with pytest.raises(SystemExit) as alone:
+        tool.main(["unpack", str(parts / "part2"), "--work", str(tmp_path / "work"),
+                   "--output", str(tmp_path / "data")])  # fmt: skip
+    assert alone.value.code != 0
+    assert "part2: rebuilt arrays differ from the source's: train_x" in str(alone.value)
+    assert "unpack every part, in order, into the same --work folder" in str(alone.value)
     assert not (tmp_path / "data").exists()

@@ -25,7 +25,8 @@ from ...convert import (
     neurons,
 )
 from ...convert.distributed import all_reduce_sum
-from ...convert.graph import get_module, traces_to_source
+from ...convert.modules import get_module
+from ...convert.signals import traces_to_source
 from .activity import SpikeActivity, activity_compute
 from .counts import spike_counts
 from .energy import SYNAPTIC_LAYERS, fanout

@@ -3,7 +3,7 @@
     multispike avalanche --model ms_resnet20 --pretrained true --data CIFAR10DataModule \\
         --output runs/avalanche
 
-Calibrates the model into a QANN, rewires its residual joins into each form, converts and
+Calibrates the model into a QANN of each form (residual joins rewired), converts and
 writes ``avalanche.json`` and ``avalanche.png`` (activity against depth) to ``--output``.
 """
 
@@ -14,6 +14,7 @@ from typing import Literal
 
 import lightning as L
 
+from ...convert.options import CalibrationOptions
 from .. import data as datamodules  # noqa: F401  (lets --data name a DataModule by class name)
 
 __all__ = ["avalanche", "config", "main"]
@@ -25,12 +26,10 @@ def avalanche(
     output: Path,
     checkpoint: str | None = None,
     pretrained: bool = False,
-    levels: int = 4,
+    calibration: CalibrationOptions = CalibrationOptions(),  # noqa: B008  (frozen dataclass)
     max_spikes: int | None = None,
     timesteps: int = 1,
-    per_channel: bool = False,
     modes: list[Literal["sparse", "sew", "analog"]] = ["sparse", "sew", "analog"],  # noqa: B006
-    calibration_images: int = 1024,
     eval_images: int | None = None,
     split: Literal["val", "test"] = "test",
     progress: bool = True,
@@ -45,36 +44,37 @@ def avalanche(
         output: folder of ``avalanche.json`` and ``avalanche.png``.
         checkpoint: a local weights file for the model.
         pretrained: pretrained weights (local copy, else timm's hub).
-        levels: ``L``, quantization levels (1 to 65535).
+        calibration: ``--levels``, ``--per_channel``, ``--calibration``, ``--percentile``,
+            ``--calibration_images``, ``--reconstruct_iterations``
+            (:class:`~multispike.convert.CalibrationOptions`); each form is calibrated on the
+            same images as ``multispike convert --residual MODE`` calibrates it.
         max_spikes: ``N``, spikes per neuron per step (default ``L``; 1 to 65535).
         timesteps: ``T`` (1 to 4096).
-        per_channel: per-channel thresholds.
         modes: the forms to measure.
-        calibration_images: training images for the thresholds.
         eval_images: the first images of ``split`` (default: all of them).
         split: the split measured.
         progress: show progress bars.
     """
-    from ...convert import calibrate
     from ..evaluation.avalanche import avalanche as measure
     from ..evaluation.avalanche import save_avalanche
     from ..outputs import check_output, writing
     from ..sources import ann_and_data, first_images
     from .convert import check_counts
 
-    check_counts(levels=levels, max_spikes=max_spikes, timesteps=timesteps,
-                 calibration_images=calibration_images)  # fmt: skip
+    check_counts(max_spikes=max_spikes, timesteps=timesteps)
     check_output(output, "folder")
     ann, _ = ann_and_data(model, data, checkpoint=checkpoint, pretrained=pretrained)
     data.setup("test" if split == "test" else "validate")
-    calib = list(data.calibration_dataloader(calibration_images))
-    qann = calibrate(ann, calib, levels, per_channel=per_channel, progress=progress)
+    calib = list(data.calibration_dataloader(calibration.calibration_images))
+    # each form calibrated as `multispike convert --residual MODE` would: its joins rewired
+    # before a reconstruction, so that it tunes the barrier thresholds too
+    forms = {m: calibration.apply(ann, calib, residual=m, progress=progress) for m in modes}
     loader = data.val_dataloader() if split == "val" else data.test_dataloader()
     if not loader:
         raise ValueError(f"--data {type(data).__name__} has no validation split (val_size=0)")
     result = measure(
-        qann, first_images(loader, eval_images), modes=modes, calibration=calib,
-        timesteps=timesteps, max_spikes=max_spikes, progress=progress,
+        forms, first_images(loader, eval_images), timesteps=timesteps, max_spikes=max_spikes,
+        progress=progress,
     )  # fmt: skip
     result.update(model=model, split=split)
     with writing(output):

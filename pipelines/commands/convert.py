@@ -21,6 +21,7 @@ from typing import Literal
 
 import lightning as L
 
+from ...convert.options import COUNT_LIMITS, CalibrationOptions, check_counts
 from .. import data as datamodules  # noqa: F401  (lets --data name a DataModule by class name)
 from ..engine import Engine
 
@@ -35,14 +36,9 @@ def convert(
     pretrained: bool = False,
     num_classes: int | None = None,
     in_chans: int | None = None,
-    levels: int = 4,
+    calibration: CalibrationOptions = CalibrationOptions(),  # noqa: B008  (frozen dataclass)
     max_spikes: int | None = None,
     timesteps: int = 1,
-    per_channel: bool = False,
-    calibration: Literal["percentile", "mse", "reconstruct"] = "percentile",
-    percentile: float = 99.9,
-    calibration_images: int = 1024,
-    reconstruct_iterations: int = 500,
     residual: Literal["sparse", "sew", "analog"] | None = None,
     eval_images: int | None = None,
     trainer: Engine = Engine(),  # noqa: B008  (frozen dataclass)
@@ -59,17 +55,11 @@ def convert(
         pretrained: pretrained weights: the local data folder's copy, else timm's hub.
         num_classes: classifier outputs (default: the data's).
         in_chans: input channels (default: the data's).
-        levels: ``L``, quantization levels of every activation (1 to 65535).
+        calibration: ``--levels``, ``--per_channel``, ``--calibration``, ``--percentile``,
+            ``--calibration_images``, ``--reconstruct_iterations``
+            (:class:`~multispike.convert.CalibrationOptions`).
         max_spikes: ``N``, spikes per neuron per step (default ``L``; 1 to 65535).
         timesteps: ``T``, SNN steps (1 to 4096).
-        per_channel: one threshold per channel.
-        calibration: how thresholds are set: a ``percentile`` of each activation, the
-            quantization-``mse`` minimiser, or ``reconstruct``: ``mse``, then block-wise
-            reconstruction of the float network's outputs (thresholds, biases and weights;
-            :func:`multispike.convert.reconstruct`), no labels.
-        percentile: the percentile for ``calibration=percentile``.
-        calibration_images: training images the thresholds (and the reconstruction) use.
-        reconstruct_iterations: optimiser steps per block for ``calibration=reconstruct``.
         residual: rewire residual joins: ``sparse`` (barrier neurons), ``sew`` or ``analog``.
         eval_images: validation images of the report (default: the whole split).
         trainer: where it runs: ``--trainer.accelerator``, ``--trainer.devices``,
@@ -80,23 +70,14 @@ def convert(
         progress: show progress bars.
     """
 
-    from ...convert import (
-        calibrate,
-        conversion_report,
-        reconstruct,
-        rewire_residual,
-        shard_batches,
-        to_snn,
-    )
+    from ...convert import conversion_report, shard_batches, to_snn
     from ..data import RandomDataModule
-    from ..evaluation.compute import accuracy_summary, nested_metrics
-    from ..folder.serialize import save
+    from ..evaluation import accuracy_summary, nested_metrics
+    from ..folder import save
     from ..outputs import check_output, writing
     from ..sources import ann_and_data, first_images, preprocessing
 
-    check_counts(levels=levels, timesteps=timesteps, max_spikes=max_spikes,
-                 calibration_images=calibration_images,
-                 reconstruct_iterations=reconstruct_iterations)  # fmt: skip
+    check_counts(timesteps=timesteps, max_spikes=max_spikes)
     check_output(output, "folder")
     fabric = trainer.launch()
     main = fabric.global_rank == 0
@@ -108,18 +89,8 @@ def convert(
     ann = ann.to(fabric.device)
     data.setup("fit")
     start = time.perf_counter()
-    calib = data.calibration_dataloader(calibration_images)  # event data: single frames
-    method = "mse" if calibration == "reconstruct" else calibration
-    qann = calibrate(
-        ann, shard_batches(calib), levels, per_channel=per_channel, method=method,
-        percentile=percentile, progress=progress,
-    )  # fmt: skip
-    if residual is not None:
-        qann = rewire_residual(qann, residual, shard_batches(calib), method=method,
-                               percentile=percentile, progress=progress)  # fmt: skip
-    if calibration == "reconstruct":
-        qann = reconstruct(qann, calib, images=calibration_images,
-                           iterations=reconstruct_iterations, progress=progress)  # fmt: skip
+    calib = data.calibration_dataloader(calibration.calibration_images)  # event data: frames
+    qann = calibration.apply(ann, calib, residual=residual, shard=True, progress=progress)
     snn = to_snn(qann, max_spikes=max_spikes, timesteps=timesteps)
     seconds = time.perf_counter() - start
 
@@ -146,10 +117,8 @@ def convert(
         "conversion": report.to_dict(),
         "data": {"datamodule": type(data).__name__, "split": "val", "eval_images": eval_count},
         "processes": fabric.world_size,
-        "calibration": {"images": calibration_images, "method": calibration,
-                        "percentile": percentile, "seconds": round(seconds, 2),
-                        "reconstruct_iterations": reconstruct_iterations},
-    }  # fmt: skip
+        "calibration": {**calibration.record(), "seconds": round(seconds, 2)},
+    }
     with writing(output):
         save(snn, output, model_name=model, model_kwargs=kwargs, preprocessing=preprocessing(data))
         (Path(output) / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -159,24 +128,6 @@ def convert(
     print(f"saved to {output}/ (config.json, model.safetensors, report.json)")
     fabric.barrier()
     return payload
-
-
-# the most a count flag may be; beyond, a value is a typo, not a plan: more levels than a 16-bit
-# count, or T steps that multiply every batch (the SNN's layers run T·B inputs at once)
-COUNT_LIMITS = {"levels": 65_535, "max_spikes": 65_535, "timesteps": 4096, "binary_timesteps": 4096}
-
-
-def check_counts(**counts: int | None) -> None:
-    """Refuse a count flag below 1 or above its :data:`COUNT_LIMITS` (``None`` is a default).
-
-    Raises:
-        ValueError: one line naming the flag, e.g. ``--timesteps must be >= 1 and <= 4096``.
-    """
-    for flag, value in counts.items():
-        most = COUNT_LIMITS.get(flag)
-        if value is not None and (value < 1 or (most is not None and value > most)):
-            bound = ">= 1" if most is None else f">= 1 and <= {most}"
-            raise ValueError(f"--{flag} must be {bound}, got {value}")
 
 
 def _summary(accuracy: dict, timesteps: int, images: int) -> str:

@@ -77,9 +77,9 @@ def evaluate(
 
     from ...convert import SpikingNetwork, qann_of, shard_batches
     from ...distill.metrics.energy import load_costs
-    from ..evaluation.compute import SNNConfig, write_report
-    from ..evaluation.compute import evaluate as run_evaluation
-    from ..folder.serialize import load
+    from ..evaluation import SNNConfig, write_report
+    from ..evaluation import evaluate as run_evaluation
+    from ..folder import load
     from ..outputs import check_output, writing
     from ..sources import ann_and_data, first_images
     from .convert import check_counts

@@ -37,7 +37,7 @@ def export(
     from ...convert import SpikingNetwork
     from ...convert.distributed import rank_and_world
     from ..export import ExportError, export_nir, export_onnx
-    from ..folder.serialize import load
+    from ..folder import load
     from ..outputs import check_output, writing
 
     if rank_and_world()[0] != 0:  # a distributed run's other ranks: rank 0 writes the file

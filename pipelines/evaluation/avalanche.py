@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ...convert import MultiLevelIFNeuron, SpikingNetwork, model_device, to_snn
 from ...convert.calibrate import batch_inputs
-from ...convert.graph import get_module, is_add, preserved_inputs, signal_users
+from ...convert.modules import get_module
 from ...convert.quant import threshold_view
 from ...convert.residual import (
     JOIN_MODES,
@@ -43,6 +43,7 @@ from ...convert.residual import (
     residual_joins,
     rewire_residual,
 )
+from ...convert.signals import is_add, preserved_inputs, signal_users
 from ...distill.metrics import ActivityMonitor, SpikeActivity, StepAccuracy
 
 __all__ = ["avalanche", "measure_streams", "plot_avalanche", "save_avalanche"]

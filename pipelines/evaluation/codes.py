@@ -14,7 +14,7 @@ window per layer), energy with the cost table, and robustness:
 
 - **input** noise: Gaussian ``σ`` on the normalised image, or spurious events with
   probability ``p`` on event frames (as in
-  :func:`multispike.pipelines.evaluation.compute.robustness`);
+  :func:`multispike.pipelines.evaluation.robustness`);
 - spike **deletion** ``p``: every event a neuron layer sends is lost with probability
   ``p`` — a multi-level event takes its ``k`` spikes with it, a rate spike is one event, a
   TTFS spike is the whole value;
@@ -44,7 +44,8 @@ from ...convert.quant import threshold_view
 from ...convert.ttfs import TTFSNetwork, TTFSNeuron
 from ...distill.frames import student_input
 from ...distill.metrics.energy import CostTable, energy, load_costs, spiking_counts
-from .compute import _run, perturb_input
+from .robustness import perturb_input
+from .runs import run_networks
 
 __all__ = ["compare_codes", "spike_perturbation"]
 
@@ -192,7 +193,7 @@ def compare_codes(
         "deletion": sorted({0.0, *map(float, deletion)}),
         "jitter": sorted({0.0, *map(float, jitter)}),
     }
-    _, runs = _run(loader, None, qann, [multi, *rates], True, progress, "codes")
+    _, runs = run_networks(loader, None, qann, [multi, *rates], True, progress, "codes")
     rows = []
     for snn, run in zip([multi, *rates], runs, strict=True):
         counts = spiking_counts(run["activity"])

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .compute import spiking_runs  # noqa: E402
+from .runs import spiking_runs  # noqa: E402
 
 __all__ = ["PLOTS", "write_plots"]
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 __all__ = ["ExportError"]
 
+
 class ExportError(ValueError):
     """The model holds an operation the target format cannot express, or a NIR graph read
     back is malformed; names the node (and the file)."""
-
-

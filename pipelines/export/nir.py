@@ -37,8 +37,7 @@ What a reader of the file reproduces, and what it does not:
   emits at most one event per step reproduces it only where no step needs more — use a
   multi-spike reader (sinabs ``IAF`` with ``MaxSpike(N)``:
   :func:`~multispike.pipelines.export.sinabs.sinabs_from_nir`, tested) for an exact run;
-- spike ties: multispike fires at ``v ≥ q``, NIR says ``v > v_threshold`` (differs only
-  when the membrane lands exactly on the threshold);
+- spike ties: multispike fires at ``v ≥ q``, NIR at ``v > v_threshold`` (on the threshold);
 - shapes are NIR's: unbatched (``nir.Flatten`` with ``start_dim=0`` on the ``(C, H, W)``
   input type, as NIR's type check requires). Readers built on nirtorch (snnTorch) map it
   to ``nn.Flatten(0, -1)``, so feed them one unbatched sample ``(C, H, W)`` per step.
@@ -60,7 +59,8 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ...convert import MultiLevelIFNeuron, SpikingNetwork
-from ...convert.graph import add_into, get_module
+from ...convert.modules import get_module
+from ...convert.signals import add_into
 from .errors import ExportError
 
 __all__ = ["export_nir", "graph_with_shapes"]
@@ -68,9 +68,6 @@ __all__ = ["export_nir", "graph_with_shapes"]
 _ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 _ALIAS_METHODS = {"contiguous", "clone", "float"}
 _FLATTEN_METHODS = {"flatten", "view", "reshape"}
-
-
-# --------------------------------------------------------------------------- NIR
 
 
 class _Value:
@@ -399,5 +396,3 @@ def _fixed_conv(b: _NirBuilder, name: str, weight: Tensor, stride, value: _Value
         bias=np.zeros(weight.shape[0], dtype=np.float32),
     )
     return b.add(name, node, value, shape)
-
-

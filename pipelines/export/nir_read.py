@@ -98,8 +98,6 @@ def validate_nir_graph(graph: nir.NIRGraph, source: str | Path | None = None) ->
 # --------------------------------------------------------------------------- the file
 
 
-
-
 def _scan_file(path: Path) -> None:
     """Refuse what ``nir.read`` would read without bound, before it reads anything."""
     try:
@@ -277,5 +275,3 @@ def _on_cycles(
                 if ahead[source] == 0:
                     done.append(source)
     return sorted(stuck)
-
-

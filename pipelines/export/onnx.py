@@ -116,5 +116,3 @@ def _write_metadata(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.save(proto, str(path))
-
-

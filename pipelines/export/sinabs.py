@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, fx
 
 from ...convert import MultiLevelIFNeuron, SpikingNetwork
-from ...convert.graph import get_module
+from ...convert.modules import get_module
 from ...convert.quant import threshold_view
 from ..folder.schema import MAX_TIMESTEPS
 from .nir import graph_with_shapes

@@ -1,5 +1,4 @@
-"""Read a NIR graph back into snnTorch (IF nodes as non-leaky neurons with subtractive reset).
-"""
+"""Read a NIR graph back into snnTorch (IF nodes as non-leaky neurons with subtractive reset)."""
 
 from __future__ import annotations
 
@@ -45,7 +44,6 @@ def to_snntorch(graph: nir.NIRGraph | str | Path) -> nn.Module:
         from snntorch.import_nir import _nir_to_snntorch_module
     except ImportError as err:  # snnTorch is a test-only (dev) dependency
         raise ImportError("to_snntorch needs snntorch: pip install 'multispike[dev]'") from err
-
 
     graph = read_nir(graph)
 

@@ -8,7 +8,6 @@ user (``--ckpt_path``), run before anything is built.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ...zoo import CheckpointError
+from .hashes import sha256_of
 
 __all__ = [
     "FolderCheckpoint",
@@ -29,15 +29,6 @@ __all__ = [
 ]
 
 SUFFIX = ".sha256"
-
-
-def sha256_of(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_checkpoint(path: str | Path, *, load: bool = False) -> dict[str, Any] | None:

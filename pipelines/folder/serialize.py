@@ -15,31 +15,32 @@ rebuilt model computes exactly (``torch.equal``) what the saved one did.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import safetensors
 import timm
-import torch
-from safetensors.torch import load_file, save_file
-from torch import Tensor, fx, nn
+from safetensors.torch import save_file
+from torch import fx, nn
 
-from ...convert import SpikingNetwork, build_qann, neurons, qann_of, quantizers, to_snn
-from .schema import ModelFileError, validate_config
+from ...convert import SpikingNetwork, neurons, quantizers
+from .hashes import sha256_of
+from .schema import ModelFileError
 
 __all__ = [
+    "FORMAT",
+    "LIBRARIES",
+    "MAX_CONFIG_BYTES",
+    "MAX_PARAMETERS",
     "CONFIG_FILE",
     "FORMAT_VERSION",
     "ModelFileError",
     "TRANSFORMS",
     "WEIGHTS_FILE",
     "conversion_meta",
-    "load",
+    "installed_version",
     "register_transform",
     "replay_transforms",
     "save",
@@ -50,8 +51,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MAX_CONFIG_BYTES = 64 << 20  # a config.json (per-channel thresholds of a large CNN: ~2 MB)
 MAX_PARAMETERS = 2**30  # parameters and buffers of the architecture a config names (4 GiB)
-_FORMAT = "multispike-model"
-_LIBRARIES = ("multispike", "torch", "timm")
+FORMAT = "multispike-model"
+LIBRARIES = ("multispike", "torch", "timm")
 
 Transform = Callable[[fx.GraphModule, dict[str, Any]], fx.GraphModule]
 TRANSFORMS: dict[str, Transform] = {}
@@ -139,10 +140,10 @@ def save(
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
-    save_file(state, str(weights), metadata={"format": "pt", _FORMAT: str(FORMAT_VERSION)})
+    save_file(state, str(weights), metadata={"format": "pt", FORMAT: str(FORMAT_VERSION)})
     is_snn = isinstance(model, SpikingNetwork)
     config = {
-        "format": _FORMAT,
+        "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "kind": "snn" if is_snn else "qann",
         "architecture": {
@@ -157,8 +158,8 @@ def save(
         "timesteps": model.timesteps if is_snn else None,
         "transforms": list(meta.get("transforms", [])),
         "layers": _layers(model),
-        "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
-        "versions": {lib: _installed_version(lib) for lib in _LIBRARIES},
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_of(weights)},
+        "versions": {lib: installed_version(lib) for lib in LIBRARIES},
     }
     if preprocessing is not None:
         config["preprocessing"] = {
@@ -197,242 +198,9 @@ def _layers(model: nn.Module) -> dict[str, dict[str, Any]]:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- load
-
-
-def load(
-    directory: str | Path,
-    kind: Literal["qann", "snn"] | None = None,
-    device: str | torch.device = "cpu",
-) -> nn.Module:
-    """Rebuild a model written by :func:`save`; it computes exactly what the saved one did.
-
-    A config names it as the student of a distillation:
-    ``{class_path: multispike.pipelines.load, init_args: {directory: DIR, kind: qann}}``.
-
-    Args:
-        directory: a directory holding ``config.json`` and ``model.safetensors``.
-        kind: the kind to return (default: the saved one): ``qann`` gives a saved SNN's QANN
-            (:func:`~multispike.convert.qann_of`), ``snn`` a saved QANN's SNN (``N = L``,
-            ``T = 1``).
-        device: where to put the rebuilt model.
-
-    Raises:
-        FileNotFoundError: a file is missing.
-        ModelFileError: a corrupt or mismatched file (named in the message), an unknown
-            model name or transform, or an incompatible format version.
-    """
-    directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    config = _read_config(config_path)
-    weights_path = directory / config["weights"]["file"]
-    state = _read_weights(weights_path, config["weights"].get("sha256"))
-    _check_versions(config, config_path)
-
-    arch = config["architecture"]
-    ann = _create(arch, config_path)
-    qann = _build_qann(ann, config, config_path)
-    qann = replay_transforms(qann, config["transforms"])
-    # where it came from travels with it (SaveStudent saves a distilled copy under this name)
-    qann.meta["multispike"]["architecture"] = {
-        "model_name": arch["model_name"], "model_kwargs": dict(arch.get("model_kwargs") or {}),
-    }  # fmt: skip
-    model: SpikingNetwork | fx.GraphModule = qann
-    if config["kind"] == "snn":
-        model = to_snn(qann, max_spikes=config["max_spikes"], timesteps=config["timesteps"])
-    _apply_layers(model, config["layers"], config_path)
-    _load_state(model, state, weights_path)
-    _check_thresholds(model, config["layers"], config_path, weights_path)
-    if kind == "qann" and isinstance(model, SpikingNetwork):
-        model = qann_of(model)
-    elif kind == "snn" and not isinstance(model, SpikingNetwork):
-        model = to_snn(model)
-    elif kind not in (None, "qann", "snn"):
-        raise ValueError(f"kind must be 'qann', 'snn' or None, got {kind!r}")
-    return model.to(device).eval()
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: a model directory written by multispike.pipelines.save holds "
-            f"{CONFIG_FILE} and {WEIGHTS_FILE}"
-        )
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ModelFileError(
-            f"{path} is {path.stat().st_size} bytes, more than a model config holds "
-            f"({MAX_CONFIG_BYTES}): the file is corrupt or not a config"
-        )
-    try:
-        config = json.loads(path.read_text())
-    # ValueError: bad JSON, bad UTF-8, integers over Python's digit limit; RecursionError: nesting
-    except (ValueError, RecursionError) as err:
-        raise ModelFileError(f"{path} is not valid JSON ({err}): the file is corrupt") from err
-    if not isinstance(config, dict) or config.get("format") != _FORMAT:
-        raise ModelFileError(f"{path} is not a multispike model config (no format {_FORMAT!r})")
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        newer = isinstance(version, int) and version > FORMAT_VERSION
-        raise ModelFileError(
-            f"{path} has format_version {version!r}, this multispike reads {FORMAT_VERSION}: "
-            + ("upgrade multispike to load it" if newer else "re-export it with save()")
-        )
-    validate_config(config, path)
-    return config
-
-
-def _read_weights(path: Path, sha256: str | None) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the model directory is incomplete")
-    if sha256 is not None and _sha256(path) != sha256:
-        raise ModelFileError(
-            f"{path} does not match the SHA-256 recorded in {CONFIG_FILE}: the weights are "
-            "corrupt or come from another model"
-        )
-    try:
-        return load_file(str(path))
-    except (safetensors.SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(f"{path} is not a readable safetensors file ({err})") from err
-
-
-def _major_minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split("+")[0].split(".")[:2])
-
-
-def _installed_version(lib: str) -> str | None:
+def installed_version(lib: str) -> str | None:
     """``lib``'s installed version; ``None`` where it runs from a source tree, not installed."""
     try:
         return metadata.version(lib)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _check_versions(config: dict[str, Any], path: Path) -> None:
-    for lib, saved in config["versions"].items():
-        current = _installed_version(lib) if lib in _LIBRARIES else None
-        if saved is None or current is None:  # nothing to compare against
-            continue
-        if _major_minor(saved) != _major_minor(current):
-            warnings.warn(
-                f"{path} was written with {lib} {saved}, this is {lib} {current}: the rebuilt "
-                "model is checked against the saved weights, but verify its outputs",
-                stacklevel=3,
-            )
-
-
-def _create(arch: dict[str, Any], path: Path) -> nn.Module:
-    """The architecture, by registry name only (validated): a config never imports code.
-
-    It is first built on the meta device (no memory) to refuse one over
-    :data:`MAX_PARAMETERS`; a model whose constructor cannot run there is built directly.
-
-    Raises:
-        ModelFileError: the constructor refuses ``model_kwargs`` or the model is too large.
-    """
-    name, kwargs = arch["model_name"], arch.get("model_kwargs", {})
-    where = f"{path}: architecture {name!r} with model_kwargs {str(kwargs)[:200]}"
-    try:
-        with torch.device("meta"):
-            probe = timm.create_model(name, pretrained=False, **kwargs)
-    except Exception:  # some constructors need real tensors: built directly below
-        probe = None
-    if probe is not None:
-        size = sum(t.numel() for t in [*probe.parameters(), *probe.buffers()])
-        if size > MAX_PARAMETERS:
-            raise ModelFileError(
-                f"{where} has {size} parameters, more than {MAX_PARAMETERS}: fix "
-                "architecture.model_kwargs"
-            )
-    try:
-        return timm.create_model(name, pretrained=False, **kwargs)
-    except Exception as err:  # a constructor given values it cannot take raises any type
-        raise ModelFileError(
-            f"{where} cannot be built ({_brief(err)}): fix architecture.model_kwargs"
-        ) from err
-
-
-def _build_qann(ann: nn.Module, config: dict[str, Any], path: Path) -> fx.GraphModule:
-    """``build_qann`` with the config's options; an ``input_shape`` the model cannot take is
-    the config's fault (ModelFileError), not a crash."""
-    try:
-        return build_qann(
-            ann, config["levels"], per_channel=config["per_channel"],
-            input_shape=config["input_shape"],
-        )  # fmt: skip
-    except RuntimeError as err:
-        raise ModelFileError(
-            f"{path}: input_shape {config['input_shape']} does not fit architecture "
-            f"{config['architecture']['model_name']!r} ({_brief(err)})"
-        ) from err
-
-
-def _apply_layers(model: nn.Module, layers: dict[str, dict[str, Any]], path: Path) -> None:
-    """Set per-layer spike/level counts (they may differ from the model-wide default)."""
-    snn = isinstance(model, SpikingNetwork)
-    found = neurons(model.net) if snn else quantizers(model)
-    if set(found) != set(layers):
-        raise ModelFileError(
-            f"{path} lists layers {_first(set(layers) - set(found))} the rebuilt model lacks "
-            f"and the model has {_first(set(found) - set(layers))} the file lacks: the "
-            "architecture or transforms do not match"
-        )
-    for name, spec in layers.items():
-        if snn:
-            found[name].max_spikes = int(spec["max_spikes"])
-        else:
-            found[name].levels = int(spec["levels"])
-
-
-def _brief(err: BaseException) -> str:
-    """``err`` on one line of at most about 200 characters."""
-    return f"{type(err).__name__}: " + " ".join(str(err).split())[:200]
-
-
-def _first(names: set[str], count: int = 5) -> str:
-    """The first ``count`` of ``names`` (sorted), ``...`` when there are more."""
-    shown = sorted(names)
-    return f"{shown[:count]}{' ...' if len(shown) > count else ''}"
-
-
-def _load_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-    if wrong:
-        problems.append(f"shape mismatch {wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
-    if problems:
-        raise ModelFileError(
-            f"{path} does not fit the architecture in {CONFIG_FILE}: " + "; ".join(problems)
-        )
-    model.load_state_dict(state, strict=True)
-
-
-def _check_thresholds(
-    model: nn.Module, layers: dict[str, dict[str, Any]], config: Path, weights: Path
-) -> None:
-    modules = neurons(model.net) if isinstance(model, SpikingNetwork) else quantizers(model)
-    for name, spec in layers.items():
-        recorded = torch.tensor(spec["threshold"], dtype=torch.float32)
-        if name not in modules or not torch.equal(recorded, modules[name].threshold.detach()):
-            raise ModelFileError(
-                f"threshold of {name} in {config} differs from {weights}: the files do not "
-                "belong together"
-            )

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from ..folder.checkpoints import sha256_of as sha256_file
+from ..folder.hashes import sha256_of as sha256_file
 
 __all__ = [
     "STAGES",

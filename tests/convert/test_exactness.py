@@ -267,7 +267,7 @@ def _allocating_copy(snn):
     """The same SNN with every neuron and join writing new tensors."""
     import operator
 
-    from multispike.convert.graph import add_into
+    from multispike.convert.signals import add_into
 
     ref = copy.deepcopy(snn)
     for m in ref.modules():
@@ -282,7 +282,7 @@ def _allocating_copy(snn):
 
 @pytest.mark.parametrize("name", ["ms_resnet20", "resnet18", "shared"])
 def test_in_place_neurons_and_joins_give_the_allocating_values(name):
-    from multispike.convert.graph import add_into
+    from multispike.convert.signals import add_into
     from multispike.zoo import load_model
 
     model = SharedPreActivation() if name == "shared" else load_model(name, num_classes=10)
@@ -312,7 +312,7 @@ def test_in_place_neurons_and_joins_give_the_allocating_values(name):
 
 
 def test_add_into_writes_only_where_the_result_fits():
-    from multispike.convert.graph import add_into
+    from multispike.convert.signals import add_into
 
     a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
     expected = a + b

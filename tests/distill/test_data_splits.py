@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 import multispike.zoo  # noqa: F401  (registers the zoo)
+from multispike.convert import CalibrationOptions
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage
 from multispike.pipelines.data import CIFAR10DataModule, DigitsDataModule
@@ -46,7 +47,8 @@ class WatchedDigits(DigitsDataModule):
 def test_no_test_image_reaches_calibration_fit_or_validation(tmp_path):
     data = WatchedDigits(batch_size=32, test_fraction=0.5)
     teacher = timm.create_model("ms_resnet20", num_classes=10, in_chans=1).eval()
-    system = StepwiseDistillation(teacher, stages=[Stage("snn")], levels=2, calibration_images=64)
+    calibration = CalibrationOptions(levels=2, calibration_images=64)
+    system = StepwiseDistillation(teacher, stages=[Stage("snn")], calibration=calibration)
     trainer = L.Trainer(
         max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent(
     from sklearn.datasets import load_digits
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
+    from multispike.convert import CalibrationOptions
     from multispike.distill.module import StepwiseDistillation
     from multispike.distill.students import Stage
 
@@ -36,8 +37,8 @@ SCRIPT = textwrap.dedent(
     teacher = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                             nn.Linear(4 * 64, 10)).eval()
     system = StepwiseDistillation(
-        teacher, stages=[Stage("qann", epochs=1), Stage("snn", timesteps=2)], levels=2,
-        calibration_images=64, lr=0.01,
+        teacher, stages=[Stage("qann", epochs=1), Stage("snn", timesteps=2)],
+        calibration=CalibrationOptions(levels=2, calibration_images=64), lr=0.01,
     )
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_train_batches=2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -14,7 +15,14 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from multispike.convert import SpikingNetwork, calibrate, neurons, quantizers, to_snn
+from multispike.convert import (
+    CalibrationOptions,
+    SpikingNetwork,
+    calibrate,
+    neurons,
+    quantizers,
+    to_snn,
+)
 from multispike.distill.callbacks import SpikeActivityLogger
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage, apply_stage, load_student_weights, spiking_view
@@ -234,7 +242,8 @@ def test_schedule_switches_structure_and_resume_gives_the_same_next_loss(teacher
     stages = [Stage("qann", epochs=1), Stage("snn", epochs=1, timesteps=2), Stage("snn")]
 
     def system() -> StepwiseDistillation:
-        return StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=256)
+        calibration = CalibrationOptions(levels=2, calibration_images=256)
+        return StepwiseDistillation(teacher, stages=stages, calibration=calibration)
 
     class Save(Callback):
         def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -277,10 +286,10 @@ def test_torch_compile_trains_like_eager_across_a_stage_change(teacher):
     """Compiled training steps give eager's losses through a QAT epoch and the SNN it becomes
     (the student is compiled again after the change), and nothing compiled is left behind."""
     stages = [Stage("qann", epochs=1), Stage("snn", timesteps=2)]
-    runs = {}
+    runs, calibration = {}, CalibrationOptions(levels=2, calibration_images=256)
     for compiled in (False, True):
         system = StepwiseDistillation(
-            teacher, stages=stages, levels=2, calibration_images=256, torch_compile=compiled
+            teacher, stages=stages, calibration=calibration, torch_compile=compiled
         )
         losses, networks = Losses(), CompiledNetworks()
         kwargs = dict(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
@@ -351,7 +360,8 @@ def test_ema_weight_averaging_averages_the_student_across_stages(teacher):
     """Lightning's EMAWeightAveraging ends with the EMA of the student's own trajectory, also
     when the student is calibrated at fit time and becomes an SNN (sharing parameters) mid-fit."""
     stages = [Stage("qann", epochs=1), Stage("snn", timesteps=2)]
-    system = StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=128, lr=0.01)
+    calibration = CalibrationOptions(levels=2, calibration_images=128)
+    system = StepwiseDistillation(teacher, stages=stages, calibration=calibration, lr=0.01)
     trajectory, decay = StudentTrajectory(), 0.5
     callbacks = [trajectory, EMAWeightAveraging(decay=decay)]
     kwargs = dict(max_epochs=2, limit_train_batches=3, limit_val_batches=0, callbacks=callbacks)
@@ -370,7 +380,8 @@ def test_ema_weight_averaging_averages_the_student_across_stages(teacher):
 
 def test_load_from_checkpoint_rebuilds_the_snn(teacher, tmp_path):
     stages = [Stage("snn", timesteps=2, max_spikes=1)]
-    system = StepwiseDistillation(teacher, stages=stages, levels=2, calibration_images=128)
+    calibration = CalibrationOptions(levels=2, calibration_images=128)
+    system = StepwiseDistillation(teacher, stages=stages, calibration=calibration)
     trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
     trainer.fit(system, Digits())
     trainer.save_checkpoint(tmp_path / "snn.ckpt")
@@ -381,6 +392,64 @@ def test_load_from_checkpoint_rebuilds_the_snn(teacher, tmp_path):
     assert torch.equal(loaded(x), system(x))
 
 
+@pytest.mark.parametrize("cli", [False, True], ids=["plain", "lightning-cli"])
+def test_a_checkpoint_with_flat_calibration_hparams_still_loads(teacher, tmp_path, cli):
+    """Checkpoints written before the calibration options were one object (flat ``levels``,
+    ``calibration``... hyper-parameters) load into the same student."""
+    calibration = CalibrationOptions(levels=2, calibration_images=128)
+    system = StepwiseDistillation(
+        teacher, stages=[Stage("snn", timesteps=2)], calibration=calibration
+    )
+    trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(system, Digits())
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    checkpoint = torch.load(tmp_path / "new.ckpt", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["calibration"] == dataclasses.asdict(calibration)  # plain data
+    flat = {"levels": 2, "per_channel": False, "calibration": "percentile", "percentile": 99.9,
+            "calibration_images": 128}  # fmt: skip
+    checkpoint["hyper_parameters"] = {k: v for k, v in hparams.items() if k != "calibration"}
+    checkpoint["hyper_parameters"].update(flat)
+    if cli:  # what LightningCLI records beside the hyper-parameters
+        checkpoint["hyper_parameters"].update(
+            _class_path="multispike.distill.module.StepwiseDistillation",
+            _instantiator="lightning.pytorch.cli.instantiate_module",
+        )
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    loaded = StepwiseDistillation.load_from_checkpoint(
+        tmp_path / "old.ckpt", teacher=teacher, weights_only=True
+    )
+    assert loaded.calibration == calibration
+    assert loaded.hparams.calibration == hparams["calibration"]
+    x = _digits()[0][:16]
+    assert torch.equal(loaded(x), system(x))
+
+
+def test_a_student_built_with_reconstruct_is_reconstructed_on_its_calibration_images(teacher):
+    """``calibration="reconstruct"``: the student built from the (frozen) teacher is the mse
+    QANN reconstructed on the same training batches it was calibrated on."""
+    x = _digits()[0][:128]
+    options = dict(levels=2, calibration_images=128, reconstruct_iterations=5)
+    students = {}
+    for method in ("mse", "reconstruct"):
+        calibration = CalibrationOptions(calibration=method, **options)
+        system = StepwiseDistillation(teacher, stages=[Stage("qann")], calibration=calibration,
+                                      lr=0.0)  # fmt: skip
+        _trainer(max_steps=1, limit_val_batches=0).fit(system, Digits())  # lr 0: as calibrated
+        students[method] = system.student.eval()
+    reconstructed = CalibrationOptions(calibration="reconstruct", **options).apply(
+        teacher, [x[:64], x[64:]], progress=False
+    )
+    with torch.no_grad():
+        assert torch.equal(students["reconstruct"](x), reconstructed(x))
+        assert not torch.equal(students["reconstruct"](x), students["mse"](x))
+    thresholds = {m: [q.threshold for q in quantizers(s).values()] for m, s in students.items()}
+    assert any(
+        not torch.equal(a, b) for a, b in zip(*thresholds.values(), strict=True)
+    )  # the reconstruction moved λ
+    assert all(p.requires_grad for p in students["reconstruct"].parameters())
+
+
 def test_the_student_is_converted_from_source_and_distilled_from_the_teacher(teacher, tmp_path):
     """A larger teacher than the student: the SNN comes from ``source``, the KD term from
     ``teacher``, and a checkpoint rebuilds that SNN."""
@@ -389,7 +458,8 @@ def test_the_student_is_converted_from_source_and_distilled_from_the_teacher(tea
         nn.Conv2d(1, 12, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(12 * 64, 10)
     ).eval()
     before = {k: v.clone() for k, v in source.state_dict().items()}
-    system = StepwiseDistillation(teacher, source=source, levels=4, calibration_images=128, lr=0.0)
+    calibration = CalibrationOptions(levels=4, calibration_images=128)
+    system = StepwiseDistillation(teacher, source=source, calibration=calibration, lr=0.0)
     trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
     trainer.fit(system, Digits())
     x = _digits()[0][:128]
@@ -406,7 +476,8 @@ def test_the_student_is_converted_from_source_and_distilled_from_the_teacher(tea
     with pytest.raises(ValueError, match="not both"):
         StepwiseDistillation(teacher, student=expected, source=source)
     five_classes = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5))
-    system = StepwiseDistillation(teacher, source=five_classes, levels=4, calibration_images=64)
+    calibration = CalibrationOptions(levels=4, calibration_images=64)
+    system = StepwiseDistillation(teacher, source=five_classes, calibration=calibration)
     with pytest.raises(ValueError, match="teacher has 10 classes but the source ANN .* has 5"):
         _trainer(max_steps=1, limit_val_batches=0).fit(system, Digits())
 
@@ -434,8 +505,7 @@ model:
   teacher:
     class_path: multispike.zoo.load_model
     init_args: {model_name: ms_nir_nmnist_cnn, pretrained: true}
-  levels: 8
-  calibration_images: 16
+  calibration: {levels: 8, calibration_images: 16}
   student_frames: 1
   stages: [{student: snn, timesteps: 1}]
 data:
@@ -475,7 +545,7 @@ def test_cli_fits_a_standalone_nmnist_config(need_data, tmp_path, monkeypatch):
     from it, saved as a model directory (no logger under fast_dev_run: ``<cwd>/student``)."""
     need_data("nmnist/train1K.txt")
     from multispike.pipelines.commands.distill import main
-    from multispike.pipelines.folder.serialize import load
+    from multispike.pipelines.folder import load
 
     monkeypatch.chdir(tmp_path)
     assert main(["--config", NMNIST, "--trainer.fast_dev_run", "1",

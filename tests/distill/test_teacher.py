@@ -62,7 +62,7 @@ def test_a_config_names_an_ensemble_teacher_and_fits(tmp_path, monkeypatch):
     """The CLI builds a TeacherEnsemble from YAML (members by registry name) and fits with it,
     converting the student from ``model.source``."""
     from multispike.pipelines.commands.distill import main
-    from multispike.pipelines.folder.serialize import load
+    from multispike.pipelines.folder import load
 
     member = {
         "class_path": "multispike.zoo.load_model",
@@ -75,8 +75,7 @@ def test_a_config_names_an_ensemble_teacher_and_fits(tmp_path, monkeypatch):
                 "init_args": {"members": [member, member]},
             },
             "source": member,
-            "levels": 4,
-            "calibration_images": 64,
+            "calibration": {"levels": 4, "calibration_images": 64},
             "stages": [{"student": "qann", "epochs": 1}, {"student": "snn"}],
         },
         "data": {"class_path": "multispike.pipelines.data.DigitsDataModule"},

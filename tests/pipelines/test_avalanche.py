@@ -1,5 +1,6 @@
 """Avalanche measurement: stream counters against spike counts worked out by hand, JSON/PNG, CLI."""
 
+import functools
 import json
 
 import pytest
@@ -145,13 +146,15 @@ def test_avalanche_three_forms_json_and_png(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_writes_json_and_plot(tmp_path, capsys):
+@pytest.mark.parametrize("calibration", ["percentile", "mse"])
+def test_cli_writes_json_and_plot(tmp_path, capsys, calibration):
     from multispike.pipelines.cli import main
 
     argv = [
         "avalanche", "--model", "ms_resnet20", "--data", "RandomDataModule",
         "--data.batch_size", "2", "--data.num_samples", "8", "--data.num_test_samples", "2",
-        "--calibration_images", "2", "--progress", "false", "--output", str(tmp_path),
+        "--calibration_images", "2", "--calibration", calibration, "--progress", "false",
+        "--output", str(tmp_path),
     ]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((tmp_path / "avalanche.json").read_text())
@@ -161,3 +164,27 @@ def test_cli_writes_json_and_plot(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--modes", "[sparse, dense]"]) == 2
     assert "modes" in capsys.readouterr().err
+
+
+def test_cli_takes_the_calibration_options_of_convert(tmp_path, monkeypatch, capsys):
+    """``--calibration mse`` (or reconstruct) and ``--percentile`` as ``multispike convert``
+    reads them, into one :class:`CalibrationOptions`."""
+    from multispike.convert import CalibrationOptions
+    from multispike.pipelines.commands import avalanche as command
+
+    seen = {}
+
+    @functools.wraps(command.avalanche)
+    def record(**kwargs):
+        seen.update(kwargs)
+
+    monkeypatch.setattr(command, "avalanche", record)
+    argv = ["--model", "ms_resnet20", "--data", "RandomDataModule", "--output", str(tmp_path),
+            "--levels", "2", "--calibration", "mse", "--calibration_images", "8"]  # fmt: skip
+    assert command.main(argv) == 0
+    assert seen["calibration"] == CalibrationOptions(levels=2, calibration="mse",
+                                                     calibration_images=8)  # fmt: skip
+    assert command.main([*argv[:-4], "--percentile", "99"]) == 0
+    assert seen["calibration"] == CalibrationOptions(levels=2, percentile=99.0)
+    assert command.main([*argv, "--calibration", "max"]) == 2
+    assert "calibration" in capsys.readouterr().err

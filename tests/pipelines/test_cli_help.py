@@ -20,6 +20,21 @@ def test_help_fits_a_screen_in_plain_text(command, capsys):
     assert "--help full" in text
 
 
+def test_the_calibration_options_read_the_same_in_every_command(capsys, monkeypatch):
+    """``convert`` and ``avalanche`` list them as flat flags with the text of
+    :class:`~multispike.convert.CalibrationOptions`; ``distill`` nests them in ``--model``."""
+    from multispike.pipelines.help import FULL_HELP_VAR
+
+    monkeypatch.delenv(FULL_HELP_VAR, raising=False)
+    for command in ("convert", "avalanche"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "--calibration {percentile,mse,reconstruct}" in text, command
+        assert "optimiser steps per block for calibration=reconstruct" in text, command
+    assert main(["distill", "--help"]) == 0
+    assert "--model.calibration CALIBRATION" in capsys.readouterr().out
+
+
 def test_help_full_keeps_every_trainer_option(capsys):
     assert main(["train", "--help", "full"]) == 0
     text = capsys.readouterr().out

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from multispike.convert import MultiLevelIFNeuron, calibrate, to_snn, to_ttfs
 from multispike.convert.ttfs import TTFSNeuron
+from multispike.pipelines.evaluation import evaluate, write_report
 from multispike.pipelines.evaluation.codes import compare_codes, spike_perturbation
-from multispike.pipelines.evaluation.compute import evaluate, write_report
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,21 @@
 """``multispike convert``: outputs, the real pretrained ResNet-20, a checkpoint that never
 downloads, and errors that name the flag."""
 
+import functools
 import json
+import re
 import socket
 
 import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 
 from multispike import zoo  # noqa: F401  (registers ms_* models)
+from multispike.convert import CalibrationOptions
 from multispike.pipelines.cli import main
-from multispike.pipelines.folder.serialize import load
+from multispike.pipelines.folder import load
 
 RANDOM = ["--data", "RandomDataModule", "--data.num_samples", "16", "--data.batch_size", "8"]
 DIGITS = ["--data", "DigitsDataModule"]
@@ -173,3 +177,46 @@ def test_a_pretrained_head_of_other_classes_is_refused_naming_the_folder(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and str(root) in err and "3 classes" in err and "trained on 10" in err
     assert "--num_classes 3" in err and not out.exists()
+
+
+# the flags of `multispike convert` before the calibration options became one object (issue 46)
+CONVERT_FLAGS = [
+    "--model", "--data", "--output", "--checkpoint", "--pretrained", "--num_classes",
+    "--in_chans", "--levels", "--max_spikes", "--timesteps", "--per_channel", "--calibration",
+    "--percentile", "--calibration_images", "--reconstruct_iterations", "--residual",
+    "--eval_images", "--trainer.accelerator", "--trainer.devices", "--trainer.num_nodes",
+    "--trainer.strategy", "--progress",
+]  # fmt: skip
+
+
+def _called_with(monkeypatch, module, name: str, argv: list[str]) -> dict:
+    """The keyword arguments ``module.main(argv)`` calls the command function ``name`` with."""
+    command, seen = getattr(module, name), {}
+
+    @functools.wraps(command)
+    def record(**kwargs):
+        seen.update(kwargs)
+
+    monkeypatch.setattr(module, name, record)
+    assert module.main(argv) == 0
+    return seen
+
+
+def test_calibration_flags_stay_flat_and_build_one_options_object(tmp_path, monkeypatch, capsys):
+    from multispike.pipelines.commands import convert as command
+    from multispike.pipelines.help import FULL_HELP_VAR
+
+    monkeypatch.delenv(FULL_HELP_VAR, raising=False)  # the compact help
+    assert main(["convert", "--help"]) == 0
+    flags = re.findall(r"^  (--[\w.]+)", capsys.readouterr().out, flags=re.M)
+    assert set(flags) == {*CONVERT_FLAGS, "--config", "--print_config", "--trainer"}
+    argv = ["--model", "ms_resnet20", *RANDOM, "--output", str(tmp_path / "out"),
+            "--levels", "2", "--calibration", "reconstruct"]  # fmt: skip
+    seen = _called_with(monkeypatch, command, "convert", argv)
+    assert seen["calibration"] == CalibrationOptions(levels=2, calibration="reconstruct")
+    assert "levels" not in seen and seen["timesteps"] == 1
+    printed = yaml.safe_load(command.config([*argv, "--reconstruct_iterations", "7"]))
+    assert printed["levels"] == 2 and printed["calibration"] == "reconstruct"
+    assert printed["reconstruct_iterations"] == 7 and printed["percentile"] == 99.9
+    assert main(["convert", *argv, "--calibration", "max"]) == 2  # refused by the parser
+    assert "calibration" in capsys.readouterr().err

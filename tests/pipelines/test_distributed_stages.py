@@ -75,7 +75,7 @@ def test_two_processes_convert_and_evaluate_like_one(tmp_path, weights):
 
 
 def test_codes_and_neurobench_refuse_several_processes(monkeypatch):
-    from multispike.pipelines import evaluate as module
+    from multispike.pipelines.evaluation import compute as module
 
     monkeypatch.setattr(module, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ValueError, match="one process"):

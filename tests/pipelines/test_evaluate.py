@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from multispike.convert import calibrate, qann_of, to_snn
 from multispike.pipelines.cli import main as cli
-from multispike.pipelines.evaluation.compute import (
+from multispike.pipelines.evaluation import (
     SNNConfig,
     accuracy_summary,
     evaluate,

@@ -215,7 +215,7 @@ def _hostile_configs(config: dict) -> list[tuple[str, str]]:
 
 def _fuzz_folder(work: Path, rng: random.Random) -> Counter:
     from multispike.pipelines import load
-    from multispike.pipelines.folder.serialize import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
+    from multispike.pipelines.folder import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
 
     original = _make_folder(work / "original")
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -250,7 +250,7 @@ def _fuzz_folder(work: Path, rng: random.Random) -> Counter:
 def _mutate_folder(folder: Path, rng: random.Random, config: dict, weights: bytes):
     """One random mutation of the folder's files; what it did and whether it may change the
     model validly."""
-    from multispike.pipelines.folder.serialize import CONFIG_FILE, WEIGHTS_FILE, _sha256
+    from multispike.pipelines.folder import CONFIG_FILE, WEIGHTS_FILE, sha256_of
 
     target = rng.choice(["config", "config", "config text", "weights", "weights rehashed"])
     if target == "config":
@@ -264,7 +264,7 @@ def _mutate_folder(folder: Path, rng: random.Random, config: dict, weights: byte
     what, data = _damage(weights, rng)
     (folder / WEIGHTS_FILE).write_bytes(data)
     if target == "weights rehashed":  # past the hash: the safetensors reader itself
-        config["weights"]["sha256"] = _sha256(folder / WEIGHTS_FILE)
+        config["weights"]["sha256"] = sha256_of(folder / WEIGHTS_FILE)
         (folder / CONFIG_FILE).write_text(json.dumps(config))
     return f"{target} {what}", target == "weights rehashed"
 

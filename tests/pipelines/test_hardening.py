@@ -375,13 +375,13 @@ def _refused(argv: list[str], words: str, root: Path, capsys) -> str:
 @pytest.fixture
 def no_loading(monkeypatch):
     """Models and model folders may not be loaded: the checks come first."""
-    from multispike.pipelines import serialize, sources
+    from multispike.pipelines import folder, sources
 
     def never(*args, **kwargs):
         raise AssertionError("a model was loaded before the options were checked")
 
     monkeypatch.setattr(sources, "ann_and_data", never)
-    monkeypatch.setattr(serialize, "load", never)
+    monkeypatch.setattr(folder, "load", never)
 
 
 def _command(name: str, folder: Path, output: Path, *extra: str) -> list[str]:
@@ -438,12 +438,12 @@ def test_a_full_disk_while_exporting_is_one_line_naming_the_file(
 
 
 def test_a_full_disk_after_calibration_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
-    from multispike.pipelines import serialize
+    from multispike.pipelines import folder
 
     def save(model, directory, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / "model.safetensors"))
 
-    monkeypatch.setattr(serialize, "save", save)
+    monkeypatch.setattr(folder, "save", save)
     out = tmp_path / "run"
     argv = _command("convert", tmp_path, out, "--calibration_images", "16", "--eval_images", "8",
                     "--progress", "false")  # fmt: skip

@@ -13,7 +13,7 @@ import yaml
 
 from multispike.pipelines.cli import main as cli
 from multispike.pipelines.commands import run as run_command
-from multispike.pipelines.folder.serialize import load
+from multispike.pipelines.folder import load
 from multispike.pipelines.recipes.runner import (
     STAGES,
     RecipeError,

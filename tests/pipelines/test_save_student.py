@@ -14,17 +14,18 @@ import torch
 from torch import nn
 
 import multispike.zoo  # noqa: F401  (registers ms_resnet20)
-from multispike.convert import SpikingNetwork
+from multispike.convert import CalibrationOptions, SpikingNetwork
 from multispike.distill.module import StepwiseDistillation
 from multispike.distill.students import Stage
 from multispike.pipelines.callbacks import SaveStudent
 from multispike.pipelines.data import DigitsDataModule
-from multispike.pipelines.folder.serialize import CONFIG_FILE, load
+from multispike.pipelines.folder import CONFIG_FILE, load
 
 STAGES = {
     "snn": [Stage("qann", epochs=1), Stage("snn", timesteps=2, max_spikes=2)],
     "qann": [Stage("qann")],
 }
+L2 = CalibrationOptions(levels=2, calibration_images=16)  # L = 2 from 16 training images
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,7 +45,8 @@ def _teacher() -> nn.Module:
 
 @pytest.mark.parametrize("kind", ["snn", "qann"])
 def test_fit_writes_a_directory_that_rebuilds_the_student(tmp_path, kind):
-    system = StepwiseDistillation(_teacher(), stages=STAGES[kind], levels=2, calibration_images=32)
+    calibration = CalibrationOptions(levels=2, calibration_images=32)
+    system = StepwiseDistillation(_teacher(), stages=STAGES[kind], calibration=calibration)
     trainer = _trainer(tmp_path, SaveStudent(), max_epochs=2, limit_train_batches=1,
                        limit_val_batches=0)  # fmt: skip
     trainer.fit(system, DigitsDataModule(batch_size=16))
@@ -66,8 +68,7 @@ def test_fit_writes_a_directory_that_rebuilds_the_student(tmp_path, kind):
 
 def test_the_architecture_is_that_of_the_source_not_of_a_larger_teacher(tmp_path):
     teacher = timm.create_model("ms_resnet32", num_classes=10, in_chans=1).eval()
-    system = StepwiseDistillation(teacher, source=_teacher(), stages=STAGES["qann"], levels=2,
-                                  calibration_images=16)  # fmt: skip
+    system = StepwiseDistillation(teacher, source=_teacher(), stages=STAGES["qann"], calibration=L2)
     _trainer(tmp_path, SaveStudent(), max_steps=1, limit_val_batches=0).fit(
         system, DigitsDataModule(batch_size=16)
     )
@@ -81,7 +82,7 @@ def test_the_architecture_is_that_of_the_source_not_of_a_larger_teacher(tmp_path
 def test_a_student_from_a_model_folder_keeps_its_architecture_under_a_larger_teacher(tmp_path):
     """The recipe path: a converted folder distilled by a ResNet-32 stays a ResNet-20."""
     from multispike.convert import calibrate
-    from multispike.pipelines.folder.serialize import save
+    from multispike.pipelines.folder import save
 
     x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     qann = calibrate(_teacher(), [x], levels=2, progress=False)
@@ -89,7 +90,8 @@ def test_a_student_from_a_model_folder_keeps_its_architecture_under_a_larger_tea
                   model_kwargs={"num_classes": 10, "in_chans": 1})  # fmt: skip
     teacher = timm.create_model("ms_resnet32", num_classes=10, in_chans=1).eval()
     system = StepwiseDistillation(teacher, student=load(folder, kind="qann"),
-                                  stages=STAGES["qann"], levels=2)  # fmt: skip
+                                  stages=STAGES["qann"],
+                                  calibration=CalibrationOptions(levels=2))  # fmt: skip
     _trainer(tmp_path, SaveStudent(), max_steps=1, limit_val_batches=0).fit(
         system, DigitsDataModule(batch_size=16)
     )
@@ -101,8 +103,7 @@ def test_a_student_from_a_model_folder_keeps_its_architecture_under_a_larger_tea
 
 
 def test_explicit_dirpath_name_and_kwargs_and_only_rank_zero_writes(tmp_path):
-    system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], levels=2,
-                                  calibration_images=16)  # fmt: skip
+    system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], calibration=L2)
     kwargs = {"num_classes": 10, "in_chans": 1}
     callback = SaveStudent(str(tmp_path / "out"), model_name="ms_resnet20", model_kwargs=kwargs)
     _trainer(tmp_path, callback, max_steps=1, limit_val_batches=0).fit(
@@ -120,7 +121,7 @@ def test_explicit_dirpath_name_and_kwargs_and_only_rank_zero_writes(tmp_path):
 
 def test_a_teacher_without_a_timm_name_fails_before_training(tmp_path):
     teacher = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
-    system = StepwiseDistillation(teacher, stages=STAGES["qann"], levels=2, calibration_images=16)
+    system = StepwiseDistillation(teacher, stages=STAGES["qann"], calibration=L2)
     trainer = _trainer(tmp_path, SaveStudent(), max_steps=1, limit_val_batches=0)
     with pytest.raises(ValueError, match="--save_student.model_name"):
         trainer.fit(system, DigitsDataModule(batch_size=16))
@@ -143,8 +144,7 @@ def test_the_saved_student_is_the_one_chosen_on_validation(tmp_path):
 
     from multispike.distill.students import load_student_weights
 
-    system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], levels=2,
-                                  calibration_images=16, lr=1e-2)  # fmt: skip
+    system = StepwiseDistillation(_teacher(), stages=STAGES["qann"], calibration=L2, lr=1e-2)
     checkpoint = ModelCheckpoint(tmp_path / "ckpt", monitor="score", mode="max")
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=3, limit_train_batches=2, limit_val_batches=1,

@@ -15,7 +15,7 @@ from torch import nn
 
 from multispike.convert import calibrate, neurons, to_snn
 from multispike.pipelines import load, save
-from multispike.pipelines.folder.serialize import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
+from multispike.pipelines.folder import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
 
 NAME, KWARGS = "test_resnet", {"num_classes": 7}
 SHAPE = (3, 16, 16)

@@ -1,32 +1,39 @@
 """Move a few files through a transfer that takes small files only, and check them on arrival.
 
 ``split`` puts the given files into one uncompressed tar archive, cuts it into parts of at most
-``--max-mib`` MiB and writes ``manifest.json`` (the archive's and every part's SHA-256).
+``--max_mib`` MiB and writes ``manifest.json`` (the archive's and every part's SHA-256).
 ``join`` checks every part and the reassembled archive against the manifest, then unpacks it
 (plain files only, no paths outside ``--output``)::
 
-    python benchmarks/parts.py split run/distill/student/* run/evaluate/metrics.json \\
-        --output $OUT --name vgg16 --max-mib 15
-    python benchmarks/parts.py join DIR/manifest.json --output benchmarks/checkpoints/vgg16
+    python tools/parts.py split run/distill/student/* run/evaluate/metrics.json \\
+        --output $OUT --name vgg16 --max_mib 15
+    python tools/parts.py join DIR/manifest.json --output benchmarks/checkpoints/vgg16
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
+
+from jsonargparse import ArgumentParser
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def split(files: list[Path], output: Path, name: str, max_mib: float) -> Path:
-    """Write ``<name>.partNN`` files and ``manifest.json`` to ``output``; returns the manifest."""
+def split(files: list[Path], output: Path, name: str = "files", max_mib: float = 15.0) -> Path:
+    """Write ``<name>.partNN`` files and ``manifest.json`` to ``output``; returns the manifest.
+
+    Raises:
+        SystemExit: one of ``files`` is not a file.
+    """
+    missing = [str(f) for f in files if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"not files: {missing}")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for file in files:
@@ -47,7 +54,12 @@ def split(files: list[Path], output: Path, name: str, max_mib: float) -> Path:
 
 
 def join(manifest_path: Path, output: Path) -> list[Path]:
-    """Check and reassemble the parts listed in ``manifest_path``; unpack into ``output``."""
+    """Check and reassemble the parts listed in ``manifest_path``; unpack into ``output``.
+
+    Raises:
+        SystemExit: a part is missing or does not match its SHA-256, or an archive entry is
+            not a plain file name; nothing is written then.
+    """
     manifest = json.loads(manifest_path.read_text())
     chunks = []
     for part in manifest["parts"]:
@@ -73,27 +85,25 @@ def join(manifest_path: Path, output: Path) -> list[Path]:
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    cut = commands.add_parser("split", help="archive files and cut the archive into parts")
-    cut.add_argument("files", type=Path, nargs="+")
-    cut.add_argument("--output", type=Path, required=True)
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    cut = ArgumentParser(description=split.__doc__.splitlines()[0])
+    cut.add_argument("files", type=Path, nargs="+", help="the files to carry")
+    cut.add_argument("--output", type=Path, required=True, help="folder of the parts")
     cut.add_argument("--name", default="files", help="prefix of the part files")
-    cut.add_argument("--max-mib", type=float, default=15.0, help="largest part, MiB")
-    glue = commands.add_parser("join", help="check the parts, rebuild and unpack the archive")
-    glue.add_argument("manifest", type=Path)
-    glue.add_argument("--output", type=Path, required=True)
-    args = parser.parse_args()
+    cut.add_argument("--max_mib", type=float, default=15.0, help="largest part, MiB")
+    glue = ArgumentParser(description=join.__doc__.splitlines()[0])
+    glue.add_argument("manifest", type=Path, help="the manifest.json that split wrote")
+    glue.add_argument("--output", type=Path, required=True, help="folder of the unpacked files")
+    commands = parser.add_subcommands(dest="command")
+    commands.add_subcommand("split", cut, help="archive files and cut the archive into parts")
+    commands.add_subcommand("join", glue, help="check the parts, rebuild and unpack the archive")
+    args = parser.parse_args(argv)
     if args.command == "split":
-        missing = [str(f) for f in args.files if not f.is_file()]
-        if missing:
-            raise SystemExit(f"not files: {missing}")
-        print(split(args.files, args.output, args.name, args.max_mib))
+        print(split(args.split.files, args.split.output, args.split.name, args.split.max_mib))
     else:
-        for path in join(args.manifest, args.output):
+        for path in join(args.join.manifest, args.join.output):
             print(path)
-    sys.exit(0)
 
 
 if __name__ == "__main__":

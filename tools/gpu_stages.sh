@@ -16,9 +16,9 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       jsonargparse docstring-parser typeshed-client             # not on the GPU image
-# Run (device tool): command "bash benchmarks/gpu_stages.sh", carry [".gpu", ".whl"],
+# Run (device tool): command "bash tools/gpu_stages.sh", carry [".gpu", ".whl"],
 #   timeout_s 590. Writes to $OUT: log.txt, imagenet_layout_gpu.json, codes_NAME.json.
-# A CPU smoke run: TINY=1 OUT=/tmp/out bash benchmarks/gpu_stages.sh (a few images, on CPU).
+# A CPU smoke run: TINY=1 OUT=/tmp/out bash tools/gpu_stages.sh (a few images, on CPU).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 out=${OUT:?run through the device tool, which sets OUT}
@@ -37,12 +37,13 @@ export MULTISPIKE_DATA=$PWD/.gpu/msdata
 $py -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', \
 lightning.__version__, 'timm', timm.__version__)" | tee -a "$out/log.txt"
 small=()
-[ -n "${TINY:-}" ] && small=(--train-images 100 --val-images 40 --repeats 1 --batch 8)
+[ -n "${TINY:-}" ] && small=(--train_images 100 --val_images 40 --repeats 1 --batch_size 8)
 start=$(date +%s)
-timeout 220 $py benchmarks/imagenet_layout.py --models resnet50 --batch 256 --accelerator $accel \
-    --workers $workers --threads $threads --eval-images $eval --calibration-images $calib \
-    --repeats 20 --precisions fp32 bf16 --output /tmp/imagenet_layout "${small[@]}" \
-    --json "$out/imagenet_layout_gpu.json" 2>&1 | tail -5 | tee -a "$out/log.txt"
+timeout 220 $py benchmarks/imagenet_layout.py --models '[resnet50]' --batch_size 256 \
+    --trainer.accelerator $accel --num_workers $workers --threads $threads \
+    --eval_images $eval --calibration_images $calib --repeats 20 --precisions '[fp32,bf16]' \
+    --output /tmp/imagenet_layout "${small[@]}" \
+    --json_path "$out/imagenet_layout_gpu.json" 2>&1 | tail -5 | tee -a "$out/log.txt"
 echo "imagenet_layout: $(( $(date +%s) - start )) s" | tee -a "$out/log.txt"
 for model in .gpu/models/*/; do
     name=$(basename "$model")

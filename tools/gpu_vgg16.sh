@@ -4,16 +4,16 @@
 # training images, the test set read once by `evaluate`.
 #
 # Prepare here (once):
-#   python benchmarks/pack_cifar10.py pack --output .gpu --parts 2      # CIFAR-10, ~49 MB
+#   python tools/pack_cifar10.py pack --output .gpu --parts 2      # CIFAR-10, ~49 MB
 #   echo /.gpu/ >> .git/info/exclude; echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       jsonargparse docstring-parser typeshed-client tonic nir nirtorch aedat   # not on the GPU image
-# Run (device tool): command "bash benchmarks/gpu_vgg16.sh", carry [".gpu", ".whl"],
+# Run (device tool): command "bash tools/gpu_vgg16.sh", carry [".gpu", ".whl"],
 #   timeout_s 590. It writes to $OUT: the log, metrics.json, report.md and the SNN model folder
-#   cut into checked parts (benchmarks/parts.py: at most 8 files of 16 MiB come back).
+#   cut into checked parts (tools/parts.py: at most 8 files of 16 MiB come back).
 # Then here:
-#   python benchmarks/parts.py join <files_at>/manifest.json --output benchmarks/checkpoints/vgg16_L4_N4_T1
+#   python tools/parts.py join <files_at>/manifest.json --output benchmarks/checkpoints/vgg16_L4_N4_T1
 #   multispike evaluate --model_dir benchmarks/checkpoints/vgg16_L4_N4_T1 --data CIFAR10DataModule \
 #       --output runs/vgg16-report            # reproduces the GPU run's test accuracy
 # A CPU smoke run of the same recipe (tiny schedule): tests/test_gpu_vgg16_recipe.py.
@@ -25,8 +25,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .wh
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
 work=/tmp/pack
-python3 benchmarks/pack_cifar10.py unpack .gpu/part1 --work "$work"
-python3 benchmarks/pack_cifar10.py unpack .gpu/part2 --work "$work" --output /tmp/msdata
+python3 tools/pack_cifar10.py unpack .gpu/part1 --work "$work"
+python3 tools/pack_cifar10.py unpack .gpu/part2 --work "$work" --output /tmp/msdata
 export MULTISPIKE_DATA=/tmp/msdata
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/log.txt"
 python3 -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', \
@@ -45,6 +45,6 @@ for csv in "$run"/train/logs/*/metrics.csv "$run"/distill/logs/*/metrics.csv; do
     [ -f "$csv" ] && { echo "== $csv"; cat "$csv"; } >> "$out/log.txt"
 done
 if [ -f "$run/distill/student/config.json" ]; then
-    python3 benchmarks/parts.py split "$run"/distill/student/* --output "$out/snn" --name snn
+    python3 tools/parts.py split "$run"/distill/student/* --output "$out/snn" --name snn
 fi
 ls -la "$out" "$out/snn" 2>/dev/null || true

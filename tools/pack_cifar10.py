@@ -8,10 +8,10 @@ folder (so the parts can arrive in separate transfers); given the last part, it 
 npz, checks every array against those hashes and writes ``--output``/cifar10/cifar10-full.npz,
 the file ``CIFAR10DataModule`` reads from a data folder::
 
-    python benchmarks/pack_cifar10.py pack --output .gpu --parts 2
+    python tools/pack_cifar10.py pack --output .gpu --parts 2
     # on the other machine, each part as it arrives (earlier parts kept in --work):
-    python benchmarks/pack_cifar10.py unpack .gpu/part1 --work /tmp/pack
-    python benchmarks/pack_cifar10.py unpack .gpu/part2 --work /tmp/pack --output /tmp/msdata
+    python tools/pack_cifar10.py unpack .gpu/part1 --work /tmp/pack
+    python tools/pack_cifar10.py unpack .gpu/part2 --work /tmp/pack --output /tmp/msdata
 
 Then ``MULTISPIKE_DATA=/tmp/msdata`` (with ``weights/`` copied beside ``cifar10/``). ``pack``
 reads ``--source``, by default the npz ``CIFAR10DataModule`` reads (``cifar10/cifar10-full.npz``
@@ -21,7 +21,6 @@ script moves the file, it does not load CIFAR-10 for a model.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -29,6 +28,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+from jsonargparse import ArgumentParser
 from PIL import Image
 
 DATA_FILE = "cifar10/cifar10-full.npz"  # CIFAR10DataModule's file inside a data folder
@@ -54,8 +54,23 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def pack(source: Path, output: Path, parts: int, processes: int) -> None:
-    """Split the image arrays' strips into ``parts`` folders of about equal size."""
+def pack(source: Path | None, output: Path, parts: int = 2, processes: int = 2) -> None:
+    """Split the image arrays' strips into ``parts`` folders of about equal size.
+
+    ``source=None`` reads the npz ``CIFAR10DataModule`` reads (:data:`DATA_FILE` of the local
+    data folder, ``MULTISPIKE_DATA``).
+
+    Raises:
+        SystemExit: no ``source`` given and none in a local data folder.
+    """
+    if source is None:  # where CIFAR10DataModule(path=None) looks
+        from multispike.pipelines.data.paths import local_data
+
+        source = local_data(DATA_FILE)
+        if source is None or not source.is_file():
+            raise SystemExit(
+                f"no {DATA_FILE} in a local data folder: pass --source or set MULTISPIKE_DATA"
+            )
     with np.load(source) as data:
         small = {key: data[key] for key in data.files if key not in IMAGE_KEYS}
         sizes = {key: len(data[key]) for key in IMAGE_KEYS}
@@ -76,8 +91,13 @@ def pack(source: Path, output: Path, parts: int, processes: int) -> None:
             print(f"{folder}: {len(chunk)} strips, {sum(map(len, blobs)) / 1e6:.1f} MB")
 
 
-def unpack(part: Path, work: Path, output: Path | None) -> None:
-    """Decode one part into ``work``; after the last part, write and verify the npz."""
+def unpack(part: Path, work: Path, output: Path | None = None) -> None:
+    """Decode one part into ``work``; after the last part, write and verify the npz.
+
+    Raises:
+        SystemExit: the rebuilt arrays do not match the source's hashes (a part is missing,
+            out of order, or ``work`` holds other strips); nothing is written then.
+    """
     index = json.loads((part / "index.json").read_text())
     raw, position = (part / "strips.bin").read_bytes(), 0
     work.mkdir(parents=True, exist_ok=True)
@@ -106,35 +126,29 @@ def unpack(part: Path, work: Path, output: Path | None) -> None:
         print(f"{output / DATA_FILE}: every array matches its SHA-256")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    packing = commands.add_parser("pack")
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    packing = ArgumentParser(description=pack.__doc__.splitlines()[0])
     packing.add_argument(
         "--source", type=Path, default=None,
         help=f"the npz (default: {DATA_FILE} of the local data folder, MULTISPIKE_DATA)",
     )  # fmt: skip
-    packing.add_argument("--output", type=Path, required=True)
-    packing.add_argument("--parts", type=int, default=2)
-    packing.add_argument("--processes", type=int, default=2)
-    unpacking = commands.add_parser("unpack")
-    unpacking.add_argument("part", type=Path)
+    packing.add_argument("--output", type=Path, required=True, help="folder of the parts")
+    packing.add_argument("--parts", type=int, default=2, help="how many parts")
+    packing.add_argument("--processes", type=int, default=2, help="encoding processes")
+    unpacking = ArgumentParser(description=unpack.__doc__.splitlines()[0])
+    unpacking.add_argument("part", type=Path, help="a part folder written by pack")
     unpacking.add_argument("--work", type=Path, required=True, help="decoded strips so far")
     unpacking.add_argument("--output", type=Path, default=None,
                            help="data folder for the rebuilt npz (with the last part)")  # fmt: skip
-    args = parser.parse_args()
+    commands = parser.add_subcommands(dest="command")
+    commands.add_subcommand("pack", packing, help="write the parts")
+    commands.add_subcommand("unpack", unpacking, help="decode one part; rebuild after the last")
+    args = parser.parse_args(argv)
     if args.command == "pack":
-        source = args.source
-        if source is None:  # where CIFAR10DataModule(path=None) looks
-            from multispike.pipelines.data.paths import local_data
-
-            source = local_data(DATA_FILE)
-            if source is None or not source.is_file():
-                parser.error(f"no {DATA_FILE} in a local data folder: pass --source or set "
-                             "MULTISPIKE_DATA")  # fmt: skip
-        pack(source, args.output, args.parts, args.processes)
+        pack(args.pack.source, args.pack.output, args.pack.parts, args.pack.processes)
     else:
-        unpack(args.part, args.work, args.output)
+        unpack(args.unpack.part, args.unpack.work, args.unpack.output)
 
 
 if __name__ == "__main__":
