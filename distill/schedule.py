@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ..convert import SpikingNetwork
+from .console import announce
 from .students import Stage, apply_stage
 
 __all__ = ["StageSchedule", "check_schedule", "default_stage", "stage_at", "stages_as_dicts"]
@@ -90,7 +90,7 @@ class StageSchedule:
         while self.stage_index < index:
             self.stage_index += 1
             self.student = apply_stage(self.student, self.stages[self.stage_index])
-            rank_zero_info(f"distillation stage {self.stage_index}: {self.stage}")
+            announce(self, f"distillation stage {self.stage_index}: {self.stage}")
 
     def on_train_epoch_start(self) -> None:
         self.enter_stage(self.stage_at(self.current_epoch))

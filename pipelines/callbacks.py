@@ -27,11 +27,11 @@ from typing import Any
 import lightning as L
 import timm
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import save_file
 from torch import nn
 
 from ..convert import fold_qann
+from ..distill.console import announce
 from .folder import serialize
 from .folder.checkpoints import verify_checkpoint
 from .sources import preprocessing
@@ -127,7 +127,7 @@ class SaveStudent(L.Callback):
             student, dirpath, model_name=name, model_kwargs=kwargs,
             preprocessing=preprocessing(trainer.datamodule),
         )  # fmt: skip
-        rank_zero_info(f"student ({name}, {kwargs}) from {which} saved to {dirpath}")
+        announce(pl_module, f"student ({name}, {kwargs}) from {which} saved to {dirpath}")
 
 
 class SaveWeights(L.Callback):
@@ -169,7 +169,7 @@ class SaveWeights(L.Callback):
             return
         self._file.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(self._file))
-        rank_zero_info(f"weights from {which} saved to {self._file}")
+        announce(pl_module, f"weights from {which} saved to {self._file}")
 
     def _save_qann(
         self, trainer: L.Trainer, pl_module: L.LightningModule, weights: dict, which: str
@@ -184,7 +184,7 @@ class SaveWeights(L.Callback):
             folded, self._folder, model_name=name, model_kwargs=kwargs,
             preprocessing=preprocessing(trainer.datamodule),
         )  # fmt: skip
-        rank_zero_info(f"QANN ({name}, BatchNorm folded) from {which} saved to {self._folder}")
+        announce(pl_module, f"QANN ({name}, BatchNorm folded) from {which} saved to {self._folder}")
 
 
 def _is_qann(model: nn.Module) -> bool:
