@@ -24,6 +24,7 @@ from multispike.pipelines.export import ExportError, export_nir, to_snntorch
 from multispike.pipelines.export.nir_read import validate_nir_graph
 from multispike.pipelines.folder.schema import ModelFileError
 
+NO_SINABS = "no sinabs: pip install --no-deps sinabs pbr (it pins an older nir)"
 HAS_SINABS = importlib.util.find_spec("sinabs") is not None
 
 
@@ -59,7 +60,7 @@ def _sinabs(graph):
 
 READERS = [
     pytest.param(to_snntorch, id="snntorch"),
-    pytest.param(_sinabs, id="sinabs", marks=pytest.mark.skipif(not HAS_SINABS, reason="sinabs")),
+    pytest.param(_sinabs, id="sinabs", marks=pytest.mark.skipif(not HAS_SINABS, reason=NO_SINABS)),
 ]
 
 
@@ -173,7 +174,7 @@ def test_a_missing_nir_file_is_named(tmp_path, reader):
         reader(tmp_path / "missing.nir")
 
 
-@pytest.mark.skipif(not HAS_SINABS, reason="sinabs")
+@pytest.mark.skipif(not HAS_SINABS, reason=NO_SINABS)
 @pytest.mark.parametrize("timesteps", [0, 5000, 2.0])
 def test_sinabs_reader_checks_its_timesteps(nir_file, timesteps):
     from multispike.pipelines.export.sinabs import sinabs_from_nir
