@@ -1,8 +1,8 @@
 """Training augmentation of a whole batch at once, on whatever device the batch is on.
 
-Random crops of a zero-padded image and horizontal flips, drawn independently per image, as
-torchvision's ``RandomCrop(size, padding)`` and ``RandomHorizontalFlip()`` do one image at a
-time: with the batch already on an accelerator, no per-image Python work is left.
+Random crops of a padded image and horizontal flips, drawn independently per image, as
+torchvision's ``RandomCrop(size, padding, padding_mode=...)`` and ``RandomHorizontalFlip()`` do
+one image at a time: with the batch already on an accelerator, no per-image Python work is left.
 """
 
 from __future__ import annotations
@@ -14,13 +14,20 @@ from torch import Tensor
 __all__ = ["random_crop", "random_flip"]
 
 
-def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
-    """Each image of ``x`` ``(B, C, H, W)`` zero-padded by ``padding`` and cropped back to
-    ``H × W`` at an offset drawn uniformly from ``[0, 2·padding]²``."""
+def random_crop(
+    x: Tensor,
+    padding: int,
+    generator: torch.Generator | None = None,
+    padding_mode: str = "constant",
+) -> Tensor:
+    """Each image of ``x`` ``(B, C, H, W)`` padded by ``padding`` (zeros for ``"constant"``,
+    mirrored without repeating the edge for ``"reflect"``) and cropped back to ``H × W`` at an
+    offset drawn uniformly from ``[0, 2·padding]²``: a random translation by up to ``padding``
+    pixels each way."""
     if padding <= 0:
         return x
     batch, _, height, width = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    padded = F.pad(x, (padding, padding, padding, padding), mode=padding_mode)
     span = 2 * padding + 1
     dy = torch.randint(span, (batch, 1), generator=generator).to(x.device)
     dx = torch.randint(span, (batch, 1), generator=generator).to(x.device)

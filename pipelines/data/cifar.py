@@ -10,6 +10,7 @@ import tokenize
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -126,7 +127,12 @@ def _check_labels(labels: np.ndarray, where: str, num_classes: int | None) -> No
 
 
 class _CIFARDataModule(ClassificationDataModule):
-    """Shared CIFAR logic: locate the data (npz or torchvision root), crop+flip augmentation."""
+    """Shared CIFAR logic: locate the data (npz or torchvision root), crop+flip augmentation.
+
+    ``crop_padding`` and ``padding_mode`` set the random crop: the image padded by
+    ``crop_padding`` pixels (``"constant"``: zeros; ``"reflect"``: mirrored) and cropped back to
+    32×32, i.e. translated by up to that many pixels; ``0`` leaves the flip alone.
+    """
 
     torchvision_name: str
     torchvision_folder: str
@@ -134,10 +140,22 @@ class _CIFARDataModule(ClassificationDataModule):
     label_keys: tuple[str, ...]
     input_shape = (3, 32, 32)
 
-    def __init__(self, path: str | Path | None = None, download: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        download: bool = False,
+        crop_padding: int = 4,
+        padding_mode: Literal["constant", "reflect"] = "constant",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
+        if crop_padding < 0 or crop_padding >= 32:
+            raise ValueError(f"crop_padding must be in 0..31 pixels, got {crop_padding}")
+        if padding_mode not in ("constant", "reflect"):
+            raise ValueError(f"padding_mode must be 'constant' or 'reflect', got {padding_mode!r}")
         self.path = Path(path).expanduser() if path is not None else None
         self.download = download
+        self.crop_padding, self.padding_mode = crop_padding, padding_mode
         self._arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- where the data is --------------------------------------------------------------------
@@ -198,12 +216,15 @@ class _CIFARDataModule(ClassificationDataModule):
             ) from None
 
     def default_augmentation(self) -> list[Callable]:
-        """Random 32×32 crop of the image zero-padded by 4, then a horizontal flip (p = 0.5)."""
-        return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+        """Random 32×32 crop of the image padded by ``crop_padding`` (4 zeros by default), then
+        a horizontal flip (p = 0.5)."""
+        crop = [v2.RandomCrop(32, self.crop_padding, padding_mode=self.padding_mode)]
+        return [*(crop if self.crop_padding else []), v2.RandomHorizontalFlip()]
 
     def batch_augmentation(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         """The same crop and flip, drawn per image, for a whole batch on its device."""
-        return random_flip(random_crop(x, 4, generator), generator)
+        cropped = random_crop(x, self.crop_padding, generator, self.padding_mode)
+        return random_flip(cropped, generator)
 
 
 class CIFAR10DataModule(_CIFARDataModule):

@@ -263,6 +263,44 @@ def test_batch_crop_and_flip_match_the_per_image_transforms():
     assert torch.equal(again, crops[0])  # seeded
 
 
+def test_reflect_translation_is_a_window_of_the_mirrored_image(fake_cifar):
+    """crop_padding=2, padding_mode='reflect' (airbench's translate): every training image, per
+    image or batched, is a 32×32 window of the image mirrored by 2 pixels (numpy's pad)."""
+    dm = CIFAR10DataModule(fake_cifar[0], crop_padding=2, padding_mode="reflect")
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mirrored = torch.as_tensor(np.pad(images.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)), "reflect"))
+    windows = lambda b: [mirrored[b, :, i : i + 32, j : j + 32] for i in range(5) for j in range(5)]  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    per_image = v2.Compose(dm.default_augmentation())
+    seen = set()
+    for _ in range(5):
+        batch = dm.batch_augmentation(images, generator)
+        for b in range(3):
+            for out in (batch[b], per_image(images[b])):
+                found = [
+                    k
+                    for k, w in enumerate(windows(b))
+                    for f in (w, w.flip(-1))
+                    if torch.equal(out, f)
+                ]
+                assert len(found) == 1
+                seen.add(found[0])
+    assert len(seen) > 5  # translations drawn over the whole range
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [
+        ({"crop_padding": -1}, "crop_padding"),
+        ({"crop_padding": 32}, "crop_padding"),
+        ({"padding_mode": "edge"}, "padding_mode"),
+    ],  # fmt: skip
+)
+def test_bad_crop_options_are_refused_by_name(fake_cifar, kwargs, culprit):
+    with pytest.raises(ValueError, match=culprit):
+        CIFAR10DataModule(fake_cifar[0], **kwargs)
+
+
 def test_augment_on_device_hands_over_raw_training_batches(fake_cifar):
     import lightning as L
 

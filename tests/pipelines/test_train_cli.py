@@ -51,6 +51,26 @@ def test_last_ckpt_is_the_last_epoch_not_the_best(tmp_path):
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == 2
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_weights_averaged_by_ema_are_the_ones_saved(tmp_path):
+    """With Lightning's EMAWeightAveraging in ``trainer.callbacks``, the chosen checkpoint and
+    the saved safetensors hold the averaged weights, not the last step's."""
+    from safetensors.torch import load_file
+
+    weights = tmp_path / "ann.safetensors"
+    ema = "[{class_path: lightning.pytorch.callbacks.EMAWeightAveraging, init_args: {decay: 0.5}}]"
+    argv = ["train", "--config", CONFIG, "--trainer.callbacks", ema,
+            "--save_weights.path", str(weights), "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    (best,) = (tmp_path / "ckpt").glob("epoch*.ckpt")
+    checkpoint = torch.load(best, weights_only=True)
+    saved = load_file(weights)
+    averaged, last = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert all(torch.equal(saved[k.removeprefix("model.")], v) for k, v in averaged.items())
+    assert any(not torch.equal(averaged[k], last[k]) for k in averaged if "weight" in k)
+
+
 def test_train_refuses_bad_options_before_building(tmp_path, capsys):
     argv = ["train", "--config", CONFIG, "--save_weights.path", str(tmp_path / "w.pt"),
             "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
