@@ -22,6 +22,8 @@ from safetensors.torch import load_file as load_safetensors
 from timm.models import build_model_with_cfg
 from torch import nn
 
+from . import parts
+
 __all__ = [
     "CheckpointError",
     "adapt_state_dict",
@@ -46,13 +48,16 @@ class CheckpointError(RuntimeError):
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """Read a ``.safetensors`` file or a torch pickle (``weights_only=True``) onto the CPU."""
+    """Read a ``.safetensors`` file or a torch pickle (``weights_only=True``) onto the CPU; a
+    file stored in parts (:mod:`multispike.zoo.parts`) is read joined."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not parts.exists(path):
         raise FileNotFoundError(
             f"checkpoint file not found: {path} — check the path given to --checkpoint or "
             "pretrained_cfg_overlay=dict(file=...)"
         )
+    if not path.is_file():
+        path = parts.joined_file(path)
     if path.suffix == ".safetensors":
         try:
             return load_safetensors(str(path), device="cpu")

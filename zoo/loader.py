@@ -13,7 +13,6 @@ Without ``checkpoint`` or ``pretrained`` the model keeps its random initialisati
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 from typing import Any
 
@@ -21,7 +20,7 @@ import timm
 from torch import nn
 
 from .checkpoints import load_checkpoint
-from .paths import ENV_VAR, pretrained_path
+from .paths import pretrained_path
 
 __all__ = ["load_model"]
 
@@ -56,22 +55,24 @@ def load_model(
     kwargs: dict[str, Any] = {
         k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v
     }
-    local = None
+    local, no_local = None, None
     if checkpoint is None and pretrained:
-        with contextlib.suppress(FileNotFoundError):  # no local copy: timm's source
+        try:
             local = pretrained_path(model_name)
             kwargs["pretrained_cfg_overlay"] = dict(file=str(local))
+        except FileNotFoundError as err:  # no local copy: timm's source
+            no_local = err
     try:
         model = timm.create_model(
             model_name, pretrained=pretrained and checkpoint is None, **kwargs
         )
-    except OSError as err:  # offline: no local copy, and the hub cannot be reached
-        if local is not None or checkpoint is not None or not pretrained:
+    # OSError: offline, the hub cannot be reached; RuntimeError: timm knows no source at all
+    except (OSError, RuntimeError) as err:
+        if no_local is None:
             raise
         raise FileNotFoundError(
-            f"no pretrained weights for {model_name!r}: no local copy (set {ENV_VAR} to a data "
-            f"folder holding the zoo's files) and timm's hub is out of reach "
-            f"({type(err).__name__}); pass a local weights file with --checkpoint FILE"
+            f"{no_local}; timm's own source failed too ({type(err).__name__}: {err}); pass a "
+            "local weights file with --checkpoint FILE"
         ) from None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)

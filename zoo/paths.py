@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import parts
+
 __all__ = ["ENV_VAR", "LOCAL_WEIGHTS", "REPO_WEIGHTS", "pretrained_path", "shared_data_dir"]
 
 ENV_VAR = "MULTISPIKE_DATA"
@@ -25,7 +27,8 @@ LOCAL_WEIGHTS = {
 
 
 # zoo model → weights trained by this project, committed under benchmarks/checkpoints/ of the
-# repository (a clone or an editable install has them; a wheel does not)
+# repository (a clone or an editable install has them; a wheel does not), whole or in parts
+# (see multispike.zoo.parts)
 REPO_WEIGHTS = {
     "ms_airbench_relu": "benchmarks/checkpoints/airbench_relu_cifar10/model.safetensors",
 }
@@ -52,12 +55,13 @@ def pretrained_path(name: str) -> Path:
     base = name.split(".")[0]
     if base in REPO_WEIGHTS:
         path = _REPOSITORY / REPO_WEIGHTS[base]
-        if not path.is_file():
+        if not parts.exists(path):
             raise FileNotFoundError(
-                f"no local pretrained weights for {name!r}: looked for {path} (they are "
-                "committed in the repository; a wheel does not carry them: pass --checkpoint)"
+                f"no local pretrained weights for {name!r}: looked for {path} and its parts "
+                "(they are committed in the repository; a wheel does not carry them: pass "
+                "--checkpoint)"
             )
-        return path
+        return parts.joined_file(path)
     key = base if base in LOCAL_WEIGHTS else f"ms_{base}"
     if key not in LOCAL_WEIGHTS:
         raise FileNotFoundError(

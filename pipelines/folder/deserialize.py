@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -13,11 +14,11 @@ from typing import Any, Literal
 import safetensors
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from torch import Tensor, fx, nn
 
 from ...convert import SpikingNetwork, build_qann, neurons, qann_of, quantizers, to_snn
-from .hashes import sha256_of
+from ...zoo import parts
 from .schema import ModelFileError, validate_config
 from .serialize import (
     CONFIG_FILE,
@@ -116,15 +117,18 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_weights(path: Path, sha256: str | None) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the model directory is incomplete")
-    if sha256 is not None and sha256_of(path) != sha256:
+    """The weights file's tensors, read whole or joined from its parts (:mod:`..zoo.parts`)."""
+    try:
+        data = parts.read_bytes(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}: the model directory is incomplete") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ModelFileError(
             f"{path} does not match the SHA-256 recorded in {CONFIG_FILE}: the weights are "
             "corrupt or come from another model"
         )
     try:
-        return load_file(str(path))
+        return load_safetensors(data)
     except (safetensors.SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{path} is not a readable safetensors file ({err})") from err
 

@@ -135,6 +135,22 @@ def test_corrupt_weights_are_refused(saved):
         load(saved)
 
 
+def test_weights_in_parts_load_the_same_model_and_are_checked(saved, images, tmp_path):
+    """A folder whose weights are cut into parts (for git) loads bit for bit; a changed part
+    fails the recorded SHA-256."""
+    from multispike.zoo import parts
+
+    whole = load(saved)
+    parts.split_file(saved / WEIGHTS_FILE, max_mib=20_000 / (1 << 20))
+    assert len(parts.part_files(saved / WEIGHTS_FILE)) > 1
+    with torch.no_grad():
+        assert torch.equal(load(saved)(images), whole(images))
+    last = parts.part_files(saved / WEIGHTS_FILE)[-1]
+    last.write_bytes(last.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ModelFileError, match=f"{WEIGHTS_FILE}.*corrupt"):
+        load(saved)
+
+
 def _rehash(saved) -> None:
     """Record the weights file's current SHA-256, so the checks behind the hash are reached."""
     config = json.loads((saved / CONFIG_FILE).read_text())
