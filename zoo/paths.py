@@ -31,6 +31,7 @@ LOCAL_WEIGHTS = {
 # (see multispike.zoo.parts)
 REPO_WEIGHTS = {
     "ms_airbench_relu": "benchmarks/checkpoints/airbench_relu_cifar10/model.safetensors",
+    "ms_airbench_relu_wide": "benchmarks/checkpoints/airbench_relu_wide_cifar10/model.safetensors",
 }
 _REPOSITORY = Path(__file__).resolve().parents[1]
 
