@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 import torch.nn.functional as F
 
 from multispike.zoo.airbench import patch_whitening
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "benchmarks" / "checkpoints"
 
 
 def test_patch_whitening_decorrelates_the_patches_it_was_fitted_on():
@@ -30,7 +35,6 @@ def test_patch_whitening_decorrelates_the_patches_it_was_fitted_on():
 
 def test_weights_of_another_width_are_refused_naming_the_file(tmp_path):
     """A checkpoint of ms_airbench_relu_wide given to ms_airbench_relu: one clear error."""
-    import pytest
     import timm
     from safetensors.torch import save_file
 
@@ -45,30 +49,34 @@ def test_weights_of_another_width_are_refused_naming_the_file(tmp_path):
     assert "\n" not in str(err.value) and "shape" in str(err.value)
 
 
-def test_pretrained_loads_the_committed_weights_bit_for_bit():
-    """``--pretrained true`` finds the network trained by the cifar10-airbench recipe in the
-    repository (benchmarks/checkpoints/), without the shared data folder."""
-    from safetensors.torch import load_file
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("ms_airbench_relu", "airbench_relu_cifar10"),
+        ("ms_airbench_relu_wide", "airbench_relu_wide_cifar10"),
+    ],  # fmt: skip
+)
+def test_pretrained_loads_the_committed_weights_bit_for_bit(name, folder):
+    """``--pretrained true`` finds the networks trained by the cifar10-airbench recipes in the
+    repository (benchmarks/checkpoints/, the wide one in parts), without the shared data."""
+    from safetensors.torch import load
 
-    from multispike.zoo import load_model, pretrained_path
+    from multispike.zoo import load_model, parts
 
-    path = pretrained_path("ms_airbench_relu")
-    assert path.parts[-3:] == ("checkpoints", "airbench_relu_cifar10", "model.safetensors")
-    model = load_model("ms_airbench_relu", pretrained=True)
-    saved = load_file(str(path))
+    committed = CHECKPOINTS / folder / "model.safetensors"
+    saved = load(parts.read_bytes(committed))
+    model = load_model(name, pretrained=True)
     assert saved.keys() == model.state_dict().keys()
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
 
-def test_the_committed_one_step_snn_loads_and_is_its_qann():
-    """benchmarks/checkpoints/airbench_snn_L4_N4_T1, the distilled N = L = 4 SNN of
-    BENCHMARKS.md, rebuilds from its folder and computes its QANN bit for bit at T = 1."""
-    from pathlib import Path
-
+@pytest.mark.parametrize("folder", ["airbench_snn_L4_N4_T1", "airbench_wide_snn_L4_N4_T1"])
+def test_the_committed_one_step_snn_loads_and_is_its_qann(folder):
+    """The distilled N = L = 4 SNNs of BENCHMARKS.md rebuild from their folders (the wide one's
+    weights in parts) and compute their QANN bit for bit at T = 1."""
     from multispike.pipelines import load
 
-    folder = Path(__file__).resolve().parents[2] / "benchmarks/checkpoints/airbench_snn_L4_N4_T1"
-    snn, qann = load(folder), load(folder, kind="qann")
+    snn, qann = load(CHECKPOINTS / folder), load(CHECKPOINTS / folder, kind="qann")
     assert snn.timesteps == 1
     x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
