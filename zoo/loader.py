@@ -17,6 +17,7 @@ import difflib
 from typing import Any
 
 import timm
+from timm.models import get_pretrained_cfg
 from torch import nn
 
 from .checkpoints import load_checkpoint
@@ -55,25 +56,36 @@ def load_model(
     kwargs: dict[str, Any] = {
         k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v
     }
-    local, no_local = None, None
+    no_local = None
     if checkpoint is None and pretrained:
         try:
-            local = pretrained_path(model_name)
-            kwargs["pretrained_cfg_overlay"] = dict(file=str(local))
-        except FileNotFoundError as err:  # no local copy: timm's source
+            kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_path(model_name)))
+        except FileNotFoundError as err:  # no local copy: timm's source, if it has one
             no_local = err
+    if no_local is not None and not _timm_has_source(model_name):
+        raise FileNotFoundError(
+            f"{no_local}; timm has no other source for it: pass a local weights file with "
+            "--checkpoint FILE"
+        )
     try:
         model = timm.create_model(
             model_name, pretrained=pretrained and checkpoint is None, **kwargs
         )
-    # OSError: offline, the hub cannot be reached; RuntimeError: timm knows no source at all
-    except (OSError, RuntimeError) as err:
+    except OSError as err:  # offline: no local copy, and the hub cannot be reached
         if no_local is None:
             raise
         raise FileNotFoundError(
-            f"{no_local}; timm's own source failed too ({type(err).__name__}: {err}); pass a "
-            "local weights file with --checkpoint FILE"
+            f"{no_local}; timm's hub is out of reach too ({type(err).__name__}); pass a local "
+            "weights file with --checkpoint FILE"
         ) from None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model.eval()
+
+
+def _timm_has_source(model_name: str) -> bool:
+    """Whether timm's ``pretrained_cfg`` for ``model_name`` names any place to load from."""
+    cfg = get_pretrained_cfg(model_name)
+    return cfg is not None and any(
+        getattr(cfg, key, None) for key in ("url", "hf_hub_id", "file", "state_dict")
+    )

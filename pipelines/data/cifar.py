@@ -131,7 +131,7 @@ class _CIFARDataModule(ClassificationDataModule):
 
     ``crop_padding`` and ``padding_mode`` set the random crop: the image padded by
     ``crop_padding`` pixels (``"constant"``: zeros; ``"reflect"``: mirrored) and cropped back to
-    32×32, i.e. translated by up to that many pixels; ``0`` leaves the flip alone.
+    32×32, i.e. translated by up to that many pixels; ``0``: the flip only.
     """
 
     torchvision_name: str
