@@ -6,8 +6,8 @@ callbacks: a CSV logger (TensorBoard too when installed) under ``runs/<name>``, 
 validation split (``val/top1``, or the key the module names in ``SELECTION_KEY``), the
 progress bar, ``--ckpt_path`` to resume (checked before anything is built) and ``--test`` to
 read the test split once after fitting. The module's source ANN (its ``ann``) sets the
-DataModule's normalisation (``adopt_model_config``), so the data is fed as the weights
-expect.
+DataModule's normalisation when the Trainer sets it up (``adopt_model_config``), so the data
+is fed as the weights expect.
 """
 
 from __future__ import annotations
@@ -69,9 +69,6 @@ class MultispikeCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         _add_resume_callbacks(self.trainer)
-        ann = getattr(self.model, "ann", None)
-        if ann is not None and hasattr(self.datamodule, "adopt_model_config"):
-            self.datamodule.adopt_model_config(ann)
 
 
 def _add_resume_callbacks(trainer) -> None:

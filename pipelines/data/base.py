@@ -155,6 +155,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.val_size, self.seed = val_size, seed
         self.augment_on_device, self.channels_last = augment_on_device, channels_last
         self._model_config: dict = {}
+        self._adopted = False  # adopt_model_config ran (the caller's choice of model stands)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -192,6 +193,7 @@ class ClassificationDataModule(L.LightningDataModule):
         from timm.data import resolve_data_config
 
         config = resolve_data_config(model=model) if hasattr(model, "pretrained_cfg") else {}
+        self._adopted = True
         channels = self.input_shape[0]
         if len(config.get("mean", ())) == channels and len(config.get("std", ())) == channels:
             self._model_config = config
@@ -250,9 +252,35 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the splits a stage needs (``fit``: train + val; ``test``/``predict``: test;
-        ``validate``: val; ``None``: all); built splits are kept."""
+        ``validate``: val; ``None``: all); built splits are kept.
+
+        Under a Trainer whose LightningModule has a source ANN (its ``ann``, as multispike's
+        modules do), first :meth:`adopt_model_config` of it, unless it was called already.
+        """
+        self._adopt_trainer_model()
         for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
             self._split(split)
+
+    def _adopt_trainer_model(self) -> None:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        ann = getattr(module, "ann", None)
+        if self._adopted or not isinstance(ann, nn.Module):
+            return
+        if all(d is None for d in (self.train_dataset, self.val_dataset, self.test_dataset)):
+            self.adopt_model_config(ann)
+            return
+        built = (self.mean, self.std)  # splits normalise with these already: do not change them
+        saved = self._model_config
+        self.adopt_model_config(ann)
+        expected = (self.mean, self.std)
+        self._model_config, self._adopted = saved, False
+        if self.normalize and expected != built:
+            raise DataSpecError(
+                f"{type(self).__name__} built its splits (setup() ran) with mean {built[0]} and "
+                f"std {built[1]}, but {type(ann).__name__}'s weights expect mean {expected[0]} "
+                f"and std {expected[1]}: call adopt_model_config(model) before setup(), or "
+                "pass mean= and std= explicitly"
+            )
 
     def _split(self, split: str) -> Dataset:
         """The ``train``/``val``/``test`` dataset, built on first use and kept."""
