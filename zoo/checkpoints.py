@@ -141,6 +141,10 @@ def adapt_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -
     return adapted
 
 
+# keys named per kind in a mismatch message: enough to recognise the model, short enough to read
+_SHOWN = 8
+
+
 def check_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     model: nn.Module,
@@ -166,21 +170,33 @@ def check_state_dict(
     if not (missing or unexpected or shapes):
         return
     parts = []
-    for title, items in (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches", shapes),
+    for title, count, items in (
+        ("missing keys", len(missing), _by_module(missing)),
+        ("unexpected keys", len(unexpected), _by_module(unexpected)),
+        ("shape mismatches", len(shapes), shapes),
     ):
         if items:
-            more = f", … ({len(items) - 20} more)" if len(items) > 20 else ""
-            shown = ", ".join(items[:20]) + more
-            parts.append(f"{len(items)} {title}: {shown}")
+            more = f", … ({len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
+            shown = ", ".join(items[:_SHOWN]) + more
+            parts.append(f"{count} {title}: {shown}")
     hint = "is it a checkpoint of this architecture and width?"
     if shapes and all(any(w in s for w in ("linear", "classifier", "head", "fc.")) for s in shapes):
         hint = "only the classifier differs: a wrong --num_classes?"
     raise CheckpointError(
         f"checkpoint {source} does not fit {type(model).__name__}: {'; '.join(parts)}; {hint}"
     )
+
+
+def _by_module(keys: list[str]) -> list[str]:
+    """``a.bn.bias, a.bn.weight, a.conv.weight`` → ``a.bn.{bias,weight}, a.conv.weight``."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        module, _, name = key.rpartition(".")
+        groups.setdefault(module, []).append(name)
+    return [
+        (f"{m}." if m else "") + (names[0] if len(names) == 1 else f"{{{','.join(names)}}}")
+        for m, names in groups.items()
+    ]
 
 
 def load_checkpoint(model: ModelT, path: str | Path) -> ModelT:

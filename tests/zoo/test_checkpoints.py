@@ -99,8 +99,14 @@ def test_other_architecture_lists_keys_and_the_file(tmp_path):
 def test_model_missing_keys_are_listed(tmp_path):
     path = tmp_path / "resnet20.pth"
     torch.save(timm.create_model("ms_resnet20").state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"missing keys: .*layer1\.3\.conv1\.weight"):
+    with pytest.raises(CheckpointError, match=r"missing keys: .*layer1\.3\.conv1\.weight") as err:
         load_checkpoint(timm.create_model("ms_resnet32"), path)
+    missing = set(timm.create_model("ms_resnet32").state_dict()) - set(torch.load(path))
+    missing = {k for k in missing if not k.endswith("num_batches_tracked")}  # filled in
+    message = str(err.value)  # every key counted, one entry per module, the first eight named
+    assert f"{len(missing)} missing keys: layer1.3.bn1.{{bias,running_mean,running_var," in message
+    modules = {k.rpartition(".")[0] for k in missing}
+    assert f"… ({len(modules) - 8} more)" in message
 
 
 def test_wrong_num_classes_names_the_shape_mismatch(tmp_path, source):
