@@ -12,7 +12,14 @@ from pathlib import Path
 
 from . import parts
 
-__all__ = ["ENV_VAR", "LOCAL_WEIGHTS", "REPO_WEIGHTS", "pretrained_path", "shared_data_dir"]
+__all__ = [
+    "ENV_VAR",
+    "LOCAL_WEIGHTS",
+    "REPO_WEIGHTS",
+    "missing_data_dir",
+    "pretrained_path",
+    "shared_data_dir",
+]
 
 ENV_VAR = "MULTISPIKE_DATA"
 
@@ -36,15 +43,26 @@ REPO_WEIGHTS = {
 _REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def shared_data_dir() -> Path | None:
-    """The local data folder, or ``None`` when neither the setting nor a fallback exists."""
+def _data_dir_candidates() -> list[Path]:
     value = os.environ.get(ENV_VAR)
     if value:
-        candidates = [Path(value).expanduser()]
-    else:  # ../shared/data beside the repository, or beside the working directory
-        candidates = [Path(__file__).resolve().parents[2], Path.cwd().parent]
-        candidates = [root / "shared" / "data" for root in candidates]
-    return next((path for path in candidates if path.is_dir()), None)
+        return [Path(value).expanduser()]
+    # ../shared/data beside the repository, or beside the working directory
+    return [root / "shared" / "data" for root in (_REPOSITORY.parent, Path.cwd().parent)]
+
+
+def shared_data_dir() -> Path | None:
+    """The local data folder, or ``None`` when neither the setting nor a fallback exists."""
+    return next((path for path in _data_dir_candidates() if path.is_dir()), None)
+
+
+def missing_data_dir() -> str:
+    """Why there is no local data folder, for an error message (see :func:`shared_data_dir`)."""
+    value = os.environ.get(ENV_VAR)
+    if value:
+        return f"{ENV_VAR}={value} is not a folder"
+    tried = " or ".join(str(path) for path in dict.fromkeys(_data_dir_candidates()))
+    return f"{ENV_VAR} is not set and there is no {tried}"
 
 
 def pretrained_path(name: str) -> Path:
@@ -73,9 +91,9 @@ def pretrained_path(name: str) -> Path:
     pattern = LOCAL_WEIGHTS[key]
     matches = sorted(root.glob(pattern)) if root is not None else []
     if not matches:
-        where = root / pattern if root is not None else f"../shared/data/{pattern}"
+        where = f"looked for {root / pattern}" if root is not None else missing_data_dir()
         raise FileNotFoundError(
-            f"no local pretrained weights for {name!r}: looked for {where}; set {ENV_VAR} "
-            "to the data folder that holds them"
+            f"no local pretrained weights for {name!r}: {where}; set {ENV_VAR} to the data "
+            f"folder that holds {pattern}"
         )
     return matches[0]

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from .base import ClassificationDataModule, TensorImageDataset
 from .batch_augment import random_crop, random_flip
 from .errors import DataNotFoundError, DataSpecError
-from .paths import DATA_VAR, local_data
+from .paths import local_data, missing_data_dir
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "load_npz_split"]
 
@@ -179,7 +179,7 @@ class _CIFARDataModule(ClassificationDataModule):
             return "torchvision", self.path
         tried = [str(p) for p in self._npz_candidates()]
         if self.path is None and not tried:
-            tried.append(f"the local data folder: none found, set {DATA_VAR}")
+            tried.append(f"the local data folder: {missing_data_dir()}")
         if is_root:
             tried.append(str(self.path / self.torchvision_folder))
         raise DataNotFoundError(

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 
 from .errors import DataNotFoundError, DataSpecError
 from .events import EventDataModule, EventFiles
-from .paths import DATA_VAR, local_data
+from .paths import DATA_VAR, local_data, missing_data_dir
 
 __all__ = ["NMNISTDataModule", "read_id_list", "read_nmnist"]
 
@@ -89,7 +89,8 @@ class NMNISTDataModule(EventDataModule):
         shared = local_data("nmnist")
         if shared is None:
             raise DataNotFoundError(
-                f"N-MNIST: no path given and no local data folder (set {DATA_VAR}); pass path=DIR"
+                f"N-MNIST: no path given and no local data folder ({missing_data_dir()}); set "
+                f"{DATA_VAR} or pass path=DIR"
             )
         return shared
 

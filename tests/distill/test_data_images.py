@@ -162,6 +162,16 @@ def test_cifar_missing_data_errors(tmp_path):
         CIFAR10DataModule(tmp_path / "broken").setup()
 
 
+def test_a_data_folder_setting_that_is_not_a_folder_is_named(tmp_path, monkeypatch):
+    from multispike.pipelines.data import NMNISTDataModule
+
+    monkeypatch.setenv("MULTISPIKE_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataNotFoundError, match=r"MULTISPIKE_DATA=\S*typo is not a folder"):
+        CIFAR10DataModule().setup()
+    with pytest.raises(DataNotFoundError, match=r"MULTISPIKE_DATA=\S*typo is not a folder"):
+        NMNISTDataModule().setup()
+
+
 def test_cifar_torchvision_download_only_when_allowed(tmp_path, monkeypatch):
     import torchvision.datasets
 

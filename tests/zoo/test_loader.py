@@ -82,3 +82,14 @@ def test_unknown_names_and_missing_files_are_named(tmp_path):
         load_model("ms_resnet21")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_model("ms_resnet20", checkpoint=str(tmp_path / "nope.pth"))
+
+
+def test_local_weights_name_a_data_folder_setting_that_is_not_a_folder(tmp_path, monkeypatch):
+    from multispike.zoo import pretrained_path
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=rf"{ENV_VAR}=\S*typo is not a folder.*resnet20"):
+        pretrained_path("ms_resnet20")
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))  # a folder, without the weights in it
+    with pytest.raises(FileNotFoundError, match="looked for .*akamaster-cifar10-resnet"):
+        pretrained_path("ms_resnet20")
