@@ -44,7 +44,7 @@ COMMANDS = {
     "convert": "calibrate an ANN into a quantized ANN and convert it to an SNN (model folder)",
     "distill": "fine-tune a converted model by step-wise distillation (LightningCLI)",
     "evaluate": "test-set report: accuracy at every step, activity, synaptic ops, energy",
-    "export": "export a converted model folder to NIR or ONNX",
+    "export": "export a converted model folder to ONNX, NIR or sinabs",
     "avalanche": "residual-stream activity of the sparse/SEW/analog forms along depth",
     "run": "run a recipe: train -> convert -> distill -> evaluate -> export, resumable",
     "demo": "run the embedded digits recipe (no download, a few minutes on a CPU)",
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors that mean "the input is wrong" (one line, exit 2), not "multispike is broken"."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from ..convert import ConversionError
     from ..zoo import CheckpointError
     from .data import DataNotFoundError, DataSpecError
@@ -123,7 +125,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         ValueError,
         OverflowError,
         ModuleNotFoundError,
-    )  # fmt: skip  (OSError: missing, unreadable or unwritable files, a full disk)
+        MisconfigurationException,
+    )  # fmt: skip  (OSError: missing, unreadable or unwritable files, a full disk; Lightning's
+    #  MisconfigurationException: a Trainer option this machine cannot honour, e.g. no GPU)
 
 
 def user_error(prog: str, err: BaseException) -> int:

@@ -36,17 +36,24 @@ class Engine:
     def launch(self):
         """Start the processes (if several) and return this process's ``Fabric``."""
         from lightning.fabric import Fabric
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
 
         if "spawn" in self.strategy:
             raise ValueError(
                 f"--trainer.strategy {self.strategy}: the command-line stages rerun the command "
                 "in each process; use ddp"
             )
-        fabric = Fabric(
-            accelerator=self.accelerator,
-            devices=self.devices,
-            num_nodes=self.num_nodes,
-            strategy=self.strategy,
-        )
+        try:
+            fabric = Fabric(
+                accelerator=self.accelerator,
+                devices=self.devices,
+                num_nodes=self.num_nodes,
+                strategy=self.strategy,
+            )
+        except (RuntimeError, MisconfigurationException) as err:  # no such device here
+            raise ValueError(
+                f"--trainer.accelerator {self.accelerator} --trainer.devices {self.devices}: "
+                f"{err} (on this machine: --trainer.accelerator auto)"
+            ) from None
         fabric.launch()
         return fabric

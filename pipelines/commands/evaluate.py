@@ -60,7 +60,7 @@ def evaluate(
         noise_images: images of the robustness tests, input noise and the codes'
             perturbations (default: ``eval_images``).
         energy_costs: a YAML/JSON cost table overriding the defaults.
-        neurobench: also run NeuroBench's harness (``pip install neurobench``) on the
+        neurobench: also run NeuroBench's harness (``pip install -e ".[neurobench]"``) on the
             multi-level SNN; its values go to ``metrics.json`` and ``report.md``.
         codes: also compare the QANN's spike codes (multi-level, binary rate, TTFS): accuracy,
             events, latency, energy, and robustness to input noise, spike deletion, jitter.

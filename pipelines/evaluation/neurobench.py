@@ -72,7 +72,10 @@ def neurobench_metrics(snn: SpikingNetwork, loader: Iterable) -> dict[str, float
         )
         from neurobench.models import TorchModel
     except ImportError as err:
-        raise ImportError("neurobench_metrics needs neurobench: pip install neurobench") from err
+        raise ImportError(
+            "neurobench_metrics needs neurobench: pip install neurobench (in a clone: "
+            'pip install -e ".[neurobench]")'
+        ) from err
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"neurobench_metrics expects a SpikingNetwork, got {type(snn).__name__}")
     model = TorchModel(_LastStep(snn))

@@ -228,6 +228,22 @@ def test_every_bad_cli_input_is_one_line_and_exit_2(tmp_path, npz, capsys, monke
     assert not (tmp_path / "pwned-by-checkpoint").exists()  # the pickle's payload never ran
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU that this machine lacks")
+@pytest.mark.parametrize("command", ["convert", "train"])
+def test_an_accelerator_this_machine_lacks_is_one_line(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    loader = {"class_path": "multispike.zoo.load_model", "init_args": {"model_name": MODEL}}
+    argv = {
+        "convert": ["convert", "--model", "ms_resnet20", "--output", str(tmp_path / "out")],
+        "train": ["train", "--model.model", json.dumps(loader)],
+    }[command]
+    code = main([*argv, "--data", "RandomDataModule", "--trainer.accelerator", "gpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert re.search(r"accelerator|gpu", err, re.IGNORECASE), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MULTISPIKE_DEBUG", "0")  # --debug sets it: put back as it was after
     argv = ["export", "--model_dir", str(tmp_path), "--format", "onnx", "--output", "x.onnx"]
