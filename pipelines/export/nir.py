@@ -235,7 +235,10 @@ def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
             return _adaptive_avgpool(builder, node.target, inputs[0], where, shape)
         if isinstance(mod, nn.Flatten):
             return _flatten(builder, node.target, inputs[0], where, shape)
-        raise ExportError(f"{where}: {type(mod).__name__} has no NIR counterpart")
+        raise ExportError(
+            f"{where}: {type(mod).__name__} has no NIR counterpart (NIR has conv, linear, "
+            "average pooling, flatten, sums and neurons); --format onnx or sinabs export it"
+        )
     if node.op == "call_function":
         fn = node.target
         if fn in (operator.add, operator.iadd, torch.add, add_into) and len(inputs) == 2:
@@ -276,7 +279,8 @@ def _convert_node(builder: _NirBuilder, node: fx.Node, values: dict) -> _Value:
             return _flatten(builder, node.name, inputs[0], where, shape)
     raise ExportError(
         f"{where} has no NIR counterpart (supported: conv, linear, average pooling, "
-        "flatten, sums, constant factors, strided selection, channel padding, neurons)"
+        "flatten, sums, constant factors, strided selection, channel padding, neurons); "
+        "--format onnx or sinabs export it"
     )
 
 

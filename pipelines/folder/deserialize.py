@@ -89,10 +89,7 @@ def load(
 
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: a model directory written by multispike.pipelines.save holds "
-            f"{CONFIG_FILE} and {WEIGHTS_FILE}"
-        )
+        raise FileNotFoundError(f"{_not_a_model_folder(path.parent)}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ModelFileError(
             f"{path} is {path.stat().st_size} bytes, more than a model config holds "
@@ -258,3 +255,22 @@ def _check_thresholds(
                 f"threshold of {name} in {config} differs from {weights}: the files do not "
                 "belong together"
             )
+
+
+def _not_a_model_folder(folder: Path) -> str:
+    """Why ``folder`` is not a model folder, and where one might be."""
+    what = (
+        f"a model folder (written by multispike convert, distill or pipelines.save) holds "
+        f"{CONFIG_FILE} and {WEIGHTS_FILE}"
+    )
+    if not folder.exists():
+        return f"model folder {folder} does not exist; {what}"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a model folder; {what} (ANN weights go to --checkpoint)"
+    inside = sorted(p.parent for p in folder.glob(f"*/{CONFIG_FILE}"))
+    if inside:
+        names = ", ".join(str(p) for p in inside[:3])
+        return f"{folder} holds no {CONFIG_FILE}; model folders inside it: {names}"
+    if any(folder.glob("*.safetensors*")) or any(folder.glob("*.pth")):
+        return f"{folder} holds weights but no {CONFIG_FILE}: for an ANN, use --checkpoint FILE"
+    return f"{folder} holds no {CONFIG_FILE}; {what}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -239,3 +240,18 @@ def test_invalid_json_is_refused(saved):
 def test_missing_config_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=CONFIG_FILE):
         load(tmp_path)
+
+
+def test_a_folder_that_is_no_model_folder_says_what_it_is(saved, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist"):
+        load(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"is a file, not a model folder.*--checkpoint"):
+        load(saved / WEIGHTS_FILE)
+    inside = f"model folders inside it: {re.escape(str(saved))}"
+    with pytest.raises(FileNotFoundError, match=inside):
+        load(saved.parent)  # a run's stage folder, the model one level down
+    weights_only = tmp_path / "ann"
+    weights_only.mkdir()
+    (weights_only / "model.safetensors").write_bytes((saved / WEIGHTS_FILE).read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"holds weights but no config.json.*--checkpoint"):
+        load(weights_only)
