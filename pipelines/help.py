@@ -77,8 +77,17 @@ def _shorten(body: str) -> str:
         default = " [required]" if tail.startswith(" (required") else ""
         default = f" [default: {found.group(1)}]" if found and not default else default
         body = body[:meta].rstrip()
-    sentence = re.split(r"(?<!e\.g\.)(?<!i\.e\.)(?<=[.;])\s(?=[A-Z(])", body, maxsplit=1)[0]
-    return sentence + default
+    return _first_sentence(body) + default
+
+
+def _first_sentence(text: str) -> str:
+    """``text`` up to the first ``. `` before a capital or a parenthesis that is not inside
+    parentheses itself (``nir (the graph. SNN folders only)`` stays whole)."""
+    for end in re.finditer(r"(?<!e\.g\.)(?<!i\.e\.)(?<=\.)\s(?=[A-Z(])", text):
+        head = text[: end.start()]
+        if head.count("(") <= head.count(")"):
+            return head
+    return text
 
 
 def _option(lines: list[str]) -> list[str]:
@@ -91,7 +100,7 @@ def _option(lines: list[str]) -> list[str]:
     body = _shorten(plain(_SUBCLASSES.sub("", body)).strip())
     if not body:
         return [head]
-    wrapped = textwrap.wrap(body, _WIDTH - _INDENT)
+    wrapped = textwrap.wrap(body, _WIDTH - _INDENT, break_on_hyphens=False)
     if len(head) < _INDENT - 1:
         return [head.ljust(_INDENT) + wrapped[0], *(" " * _INDENT + w for w in wrapped[1:])]
     return [head, *(" " * _INDENT + w for w in wrapped)]
@@ -102,7 +111,8 @@ def compact_help(text: str, prog: str) -> str:
     ``--KEY.help`` entries, class lists and docstring markup."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if not line.strip()), 0)
-    out = [f"usage: {prog} [--config FILE.yaml] [--print_config] [--KEY VALUE ...]"]
+    takes = [o for o in ("--config FILE.yaml", "--print_config") if o.split()[0] + " " in text]
+    out = [" ".join(["usage:", prog, *(f"[{o}]" for o in takes), "[--KEY VALUE ...]"])]
     for kind, block in _entries(lines[start:]):
         if kind == "option":
             if _keep(block[0]):
