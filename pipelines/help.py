@@ -18,7 +18,7 @@ import sys
 import textwrap
 from typing import Any
 
-__all__ = ["FULL_HELP_VAR", "compact_help", "did_you_mean", "install", "plain"]
+__all__ = ["FULL_HELP_VAR", "compact_help", "did_you_mean", "explain", "install", "plain"]
 
 FULL_HELP_VAR = "MULTISPIKE_FULL_HELP"
 
@@ -140,6 +140,12 @@ def did_you_mean(message: str, known: list[str]) -> str:
     asked = re.findall(r"(--[\w.\-]+)", message)
     asked += ["--" + k for k in re.findall(r"[Kk]ey '([\w.\-]+)'", message)]
     asked += ["--" + k for k in re.findall(r"nested key '([\w.\-]+)'", message)]
+    asked += [
+        f"--{group}.{name}"
+        for group, name in re.findall(
+            r"Group '([\w.\-]+)' does not accept option '([\w.\-]+)'", message
+        )
+    ]
     hints = []
     for option in dict.fromkeys(asked):
         if option in known:
@@ -150,6 +156,64 @@ def did_you_mean(message: str, known: list[str]) -> str:
         if close:
             hints.append(f"{option}: did you mean {' or '.join(close)}?")
     return f" ({'; '.join(hints)})" if hints else ""
+
+
+def explain(message: str) -> str | None:
+    """One line for the parse errors people make most, or ``None`` (keep jsonargparse's text):
+    a DataModule name misspelt, an option its class lacks, a value outside a fixed choice."""
+    key = re.match(r'Parser key "([\w.]+)"', message)
+    given = re.search(r"(?:Given|Got) value: (.*)$", message.strip())
+    if key and "Expected a dot import path string" in message and key.group(1) == "data":
+        from . import data
+
+        names = [n for n in data.__all__ if n.endswith("DataModule")]
+        names = [n for n in names if not n.startswith(("Classification", "Event"))]
+        asked = message.rsplit("Expected a dot import path string: ", 1)[1].split()[0]
+        return (
+            f"--data {asked}: no such DataModule{_closest(asked, names)}; known: {', '.join(names)}"
+            " or a class path (package.module.Class)"
+        )
+    option = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
+    if key and option:
+        group, (cls, name) = key.group(1), option.groups()
+        if cls.rsplit(".", 1)[-1] in ("LightningDataModule", "LightningModule"):
+            return (
+                f"--{group}.{name}: name the class first, e.g. --{group} CLASS --{group}.{name} V"
+            )
+        close = _closest(name, _init_options(cls), prefix=f"--{group}.")
+        return f"--{group}.{name}: {cls.rsplit('.', 1)[-1]} has no option {name!r}{close}"
+    choices = re.search(r"Literal\[([^\]]*)\]", message)
+    if key and choices and given:
+        allowed = re.findall(r"'([^']*)'", choices.group(1))
+        value = given.group(1).strip()
+        hint = _closest(value, allowed)
+        return f"--{key.group(1)} {value}: must be one of {', '.join(allowed)}{hint}"
+    return None
+
+
+def _closest(asked: str, known: list[str], prefix: str = "") -> str:
+    """`` (did you mean X?)`` for the known name closest to ``asked``, case aside; or ``""``."""
+    lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(asked.lower(), list(lower), n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{lower[close[0]]}?)" if close else ""
+
+
+def _init_options(class_path: str) -> list[str]:
+    """The keyword arguments ``class_path``'s constructors take, along its bases."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return []
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names += [p for p in inspect.signature(init).parameters if p not in ("self",)]
+    return list(dict.fromkeys(n for n in names if n not in ("args", "kwargs")))
 
 
 def install(parser: Any) -> Any:
@@ -167,9 +231,10 @@ def install(parser: Any) -> Any:
     def error(message: str, ex: Exception | None = None):
         if not parser.exit_on_error:
             return original_error(message, ex)
-        hint = did_you_mean(message, _known_options(parser))
+        short = explain(message)
+        hint = "" if short else did_you_mean(message, _known_options(parser))
         sys.stderr.write(
-            f"{parser.prog}: error: {plain(message)}{hint}\n"
+            f"{parser.prog}: error: {short or plain(message)}{hint}\n"
             f"  ('{parser.prog} --help' lists the options)\n"
         )
         parser.exit(2)

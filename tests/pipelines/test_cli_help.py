@@ -57,6 +57,25 @@ def test_compact_help_keeps_the_default_and_the_first_sentence():
         (["convert", "--level", "4"], "--level: did you mean --levels?"),
         (["evaluate", "--timestep", "2"], "did you mean --timesteps"),
         (["train", "--modle.lr", "3"], "did you mean --model.lr"),
+        (
+            ["distill", "--data", "CIFAR10Datamodule"],
+            "--data CIFAR10Datamodule: no such DataModule (did you mean CIFAR10DataModule?); "
+            "known: CIFAR10DVSDataModule, CIFAR10DataModule,",
+        ),
+        (
+            ["distill", "--data", "CIFAR10DataModule", "--data.batchsize", "64"],
+            "--data.batchsize: CIFAR10DataModule has no option 'batchsize' (did you mean "
+            "--data.batch_size?)",
+        ),
+        (["train", "--data.batch_size", "64"], "--data.batch_size: name the class first"),
+        (
+            ["convert", "--model", "ms_resnet20", "--residual", "sparce"],
+            "--residual sparce: must be one of sparse, sew, analog (did you mean sparse?)",
+        ),
+        (
+            ["convert", "--model", "ms_resnet20", "--calibration", "MSE"],
+            "--calibration MSE: must be one of percentile, mse, reconstruct (did you mean mse?)",
+        ),
     ],
 )
 def test_a_misspelt_option_gets_the_closest_names(argv, hint, capsys):
@@ -68,6 +87,10 @@ def test_a_misspelt_option_gets_the_closest_names(argv, hint, capsys):
 def test_did_you_mean_reads_keys_of_config_errors():
     hint = did_you_mean("Key 'levle' is not expected", ["--levels", "--output"])
     assert hint == " (--levle: did you mean --levels?)"
+    hint = did_you_mean(
+        "Group 'trainer' does not accept option 'max_epoch'", ["--trainer.max_epochs", "--output"]
+    )
+    assert hint == " (--trainer.max_epoch: did you mean --trainer.max_epochs?)"
 
 
 def test_version_names_the_libraries_that_matter(capsys):
