@@ -44,7 +44,9 @@ class Classifier(L.LightningModule):
 
     Args:
         model: the network to train, e.g.
-            ``multispike.zoo.load_model("ms_resnet20", num_classes=10, in_chans=1)``.
+            ``multispike.zoo.load_model("ms_resnet20", num_classes=10, in_chans=1)``; on the
+            command line ``--model.model multispike.zoo.load_model --model.model.model_name
+            ms_resnet20``.
         lr: peak learning rate.
         weight_decay: weight decay (PyTorch's, coupled to the learning rate).
         label_smoothing: cross-entropy label smoothing.

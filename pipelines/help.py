@@ -173,6 +173,17 @@ def explain(message: str) -> str | None:
             f"--data {asked}: no such DataModule{_closest(asked, names)}; known: {', '.join(names)}"
             " or a class path (package.module.Class)"
         )
+    if key and "Expected a dot import path string" in message:  # a class option given a name
+        asked = message.rsplit("Expected a dot import path string: ", 1)[1].split()[0]
+        import timm
+
+        if timm.is_model(asked):
+            k = key.group(1)
+            return (
+                f"--{k} {asked}: a network is given by its loader, --{k} multispike.zoo.load_model "
+                f"--{k}.model_name {asked} (and --{k}.pretrained true for its weights)"
+            )
+        return f"--{key.group(1)} {asked}: not a class path (package.module.Class) or YAML file"
     option = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
     if key and option:
         group, (cls, name) = key.group(1), option.groups()

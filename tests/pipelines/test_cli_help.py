@@ -69,6 +69,11 @@ def test_compact_help_keeps_the_default_and_the_first_sentence():
         ),
         (["train", "--data.batch_size", "64"], "--data.batch_size: name the class first"),
         (
+            ["train", "--model.model", "ms_resnet20"],
+            "--model.model ms_resnet20: a network is given by its loader, --model.model "
+            "multispike.zoo.load_model --model.model.model_name ms_resnet20",
+        ),
+        (
             ["convert", "--model", "ms_resnet20", "--residual", "sparce"],
             "--residual sparce: must be one of sparse, sew, analog (did you mean sparse?)",
         ),
