@@ -13,6 +13,7 @@ the test split; every choice before it is made on the validation split.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
@@ -93,7 +94,9 @@ def evaluate(
     progress = progress and main
     device = fabric.device
     saved = load(model_dir, device=device)
-    arch = json.loads((Path(model_dir) / "config.json").read_text())["architecture"]
+    folder = json.loads((Path(model_dir) / "config.json").read_text())
+    arch = folder["architecture"]
+    _check_folder_fits_data(model_dir, folder, data)
     ann, _ = ann_and_data(
         arch["model_name"], data, checkpoint=checkpoint, pretrained=pretrained,
         **arch.get("model_kwargs", {}),
@@ -186,3 +189,17 @@ def main(argv: list[str]) -> int:
     from ..cli import run_function
 
     return run_function(evaluate, argv, "multispike evaluate")
+
+
+def _check_folder_fits_data(model_dir: str, folder: dict[str, Any], data: Any) -> None:
+    """Refuse ``--data`` whose classes or channels differ from the model folder's network."""
+    kwargs = folder["architecture"].get("model_kwargs", {})
+    shape = getattr(data, "input_shape", None)
+    takes = {"classes": kwargs.get("num_classes"), "input channels": folder["input_shape"][0]}
+    has = {"classes": getattr(data, "num_classes", None), "input channels": shape and shape[0]}
+    for word, wanted in takes.items():
+        if wanted is not None and has[word] is not None and wanted != has[word]:
+            raise ValueError(
+                f"model folder {model_dir} takes {wanted} {word}, --data {type(data).__name__} "
+                f"has {has[word]}: evaluate it on the data it was converted for"
+            )

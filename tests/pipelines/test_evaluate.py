@@ -185,7 +185,7 @@ def test_cli_errors_are_clear(capsys, tmp_path):
     argv = ["evaluate", "--model_dir", str(tmp_path / "none"), "--data", "DigitsDataModule",
             "--output", str(tmp_path / "report")]  # fmt: skip
     assert cli(argv) == 2
-    assert "config.json not found" in capsys.readouterr().err
+    assert f"model folder {tmp_path / 'none'} does not exist" in capsys.readouterr().err
     assert cli([*argv, "--sweep", "[4]"]) == 2
     assert not (tmp_path / "report").exists()
 

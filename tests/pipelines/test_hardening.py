@@ -249,7 +249,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     argv = ["export", "--model_dir", str(tmp_path), "--format", "onnx", "--output", "x.onnx"]
     assert main(["--debug", *argv]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" in err and "config.json not found" in err
+    assert "Traceback" in err and "holds no config.json" in err
 
 
 def test_hashed_checkpoints_round_trip_and_refuse_changes(tmp_path):
@@ -489,6 +489,11 @@ def test_counts_out_of_bounds_are_one_line_naming_the_flag(
     folder, tmp_path, capsys, command, flags, words
 ):
     _refused(_command(command, folder, tmp_path / "out", *flags), words, tmp_path, capsys)
+
+
+def test_a_model_folder_on_other_data_is_one_line_naming_both(folder, tmp_path, capsys):
+    words = f"model folder {folder} takes 2 input channels, --data DigitsDataModule has 1"
+    _refused(_command("evaluate", folder, tmp_path / "out"), words, tmp_path, capsys)
 
 
 def _corrupt_images(root: Path) -> None:
