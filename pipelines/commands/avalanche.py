@@ -61,7 +61,7 @@ def avalanche(
     from ..sources import ann_and_data, first_images
     from .convert import check_counts
 
-    check_counts(max_spikes=max_spikes, timesteps=timesteps)
+    check_counts(max_spikes=max_spikes, timesteps=timesteps, eval_images=eval_images)
     check_output(output, "folder")
     ann, _ = ann_and_data(model, data, checkpoint=checkpoint, pretrained=pretrained)
     data.setup("test" if split == "test" else "validate")

@@ -77,7 +77,7 @@ def convert(
     from ..outputs import check_output, writing
     from ..sources import ann_and_data, first_images, preprocessing
 
-    check_counts(timesteps=timesteps, max_spikes=max_spikes)
+    check_counts(timesteps=timesteps, max_spikes=max_spikes, eval_images=eval_images)
     check_output(output, "folder")
     fabric = trainer.launch()
     main = fabric.global_rank == 0

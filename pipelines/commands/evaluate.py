@@ -85,7 +85,10 @@ def evaluate(
     from ..sources import ann_and_data, first_images
     from .convert import check_counts
 
-    check_counts(max_spikes=max_spikes, timesteps=timesteps, binary_timesteps=binary_timesteps)
+    check_counts(
+        max_spikes=max_spikes, timesteps=timesteps, binary_timesteps=binary_timesteps,
+        eval_images=eval_images, sweep_images=sweep_images, noise_images=noise_images,
+    )  # fmt: skip
     configs = [_sweep_config(SNNConfig.parse(text), text) for text in sweep]
     check_output(output, "folder")
     costs = load_costs(energy_costs)

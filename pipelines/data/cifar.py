@@ -183,9 +183,10 @@ class _CIFARDataModule(ClassificationDataModule):
         if is_root:
             tried.append(str(self.path / self.torchvision_folder))
         raise DataNotFoundError(
-            f"{self.torchvision_name} not found (tried {', '.join(tried)}). Pass a torchvision "
-            f"root (a folder holding '{self.torchvision_folder}'; with download=True it is fetched "
-            f"there), or an '.npz' with uint8 NHWC arrays train_x/test_x and their labels."
+            f"{self.torchvision_name} not found (tried {', '.join(tried)}). Pass path= "
+            f"(--data.path): a torchvision root (a folder holding '{self.torchvision_folder}'; "
+            f"download=True, --data.download true, fetches it there), or an '.npz' with uint8 "
+            f"NHWC arrays train_x/test_x and their labels."
         )
 
     def prepare_data(self) -> None:

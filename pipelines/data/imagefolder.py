@@ -113,8 +113,9 @@ class ImageFolderDataModule(ClassificationDataModule):
     @property
     def classes(self) -> list[str]:
         """Class names (sub-folders of the training folder, sorted)."""
+        train_root = self._folders()[0]
         try:
-            return find_classes(str(self._folders()[0]))[0]
+            return find_classes(str(train_root))[0]
         except FileNotFoundError as err:
             raise DataNotFoundError(f"{err}; expected {_LAYOUT}") from None
 

@@ -55,6 +55,9 @@ def test_imagenet_layout_normalised(tmp_path):
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(DataNotFoundError, match="does not exist; expected DIR/<class>/<image>"):
         ImageFolderDataModule(tmp_path / "none").setup()
+    with pytest.raises(DataNotFoundError) as err:  # classes (what --data's num_classes reads)
+        _ = ImageFolderDataModule(tmp_path / "none").num_classes
+    assert str(err.value).count("expected") == 1
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(DataNotFoundError, match="neither .*val nor .*test"):
         ImageFolderDataModule(tmp_path).setup()
