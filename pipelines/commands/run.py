@@ -57,7 +57,8 @@ def parser(prog: str = "multispike run", recipe: bool = True):
         "--dry_run",
         type=bool,
         default=False,
-        help="validate every stage, print its resolved options, run nothing",
+        help="validate every stage, print its resolved options, warn of data it would not "
+        "find; run nothing",
     )
     p.add_argument("--progress", type=bool, default=True, help="show progress bars")
     p.add_argument(
@@ -95,6 +96,8 @@ def main(argv: list[str], prog: str = "multispike run", recipe: str | None = Non
         if args.dry_run:
             print(f"# ---- {name} ({stage['status']}): multispike {name} --config")
             print(stage["config"])
+            if "problem" in stage:
+                print(f"{prog}: warning: stage {name}: {stage['problem']}", file=sys.stderr)
             continue
         seconds = f"  {stage['seconds']:.1f} s" if "seconds" in stage else ""
         print(f"  {name:<9} {stage['status']}{seconds}")

@@ -161,6 +161,10 @@ class ClassificationDataModule(L.LightningDataModule):
         self.test_dataset: Dataset | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
+    def check_source(self) -> None:
+        """Raise :class:`DataNotFoundError` when the dataset cannot be found, reading and
+        downloading nothing (``multispike run --dry_run true`` asks every stage's data)."""
+
     def _source(self, split: str, transform: Callable) -> Dataset:
         """The whole ``"train"`` or ``"test"`` split, each image passed through ``transform``."""
         raise NotImplementedError

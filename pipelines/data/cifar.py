@@ -189,6 +189,9 @@ class _CIFARDataModule(ClassificationDataModule):
             f"NHWC arrays train_x/test_x and their labels."
         )
 
+    def check_source(self) -> None:
+        self._locate()
+
     def prepare_data(self) -> None:
         """Download into the torchvision root, only when ``download=True``."""
         kind, root = self._locate()

@@ -110,6 +110,9 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         return self.path, None
 
+    def check_source(self) -> None:
+        self._folders()
+
     @property
     def classes(self) -> list[str]:
         """Class names (sub-folders of the training folder, sorted)."""

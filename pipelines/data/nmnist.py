@@ -94,6 +94,11 @@ class NMNISTDataModule(EventDataModule):
             )
         return shared
 
+    def check_source(self) -> None:
+        root = self._root()
+        if not root.is_dir() and not self.download:
+            raise DataNotFoundError(f"N-MNIST: {root} does not exist; pass path=DIR (--data.path)")
+
     def _listing(self, split: str) -> tuple[list[Path], list[int]]:
         """Files and labels of ``"train"`` or ``"test"``, from whichever layout is present."""
         root = self._root()

@@ -248,6 +248,9 @@ def run(
         for stage in resolved:
             status = "done" if fresh[stage] else "would run"
             record["stages"][stage] = {"status": status, "config": resolved[stage]}
+            problem = None if fresh[stage] else _missing_data(resolved[stage])
+            if problem:
+                record["stages"][stage]["problem"] = problem
         return record
     root.mkdir(parents=True, exist_ok=True)
     bar = tqdm(resolved, desc=f"run {recipe_.name}", unit="stage", disable=not progress)
@@ -269,6 +272,24 @@ def run(
         record["stages"][stage] = _run_stage(root, stage, resolved[stage], digests[stage], earlier)
     bar.close()
     return record
+
+
+def _missing_data(config: str) -> str | None:
+    """Why the data a stage's ``config`` names cannot be found, or ``None``; reads and
+    downloads nothing (the DataModule's ``check_source``)."""
+    import yaml
+
+    section = yaml.safe_load(config).get("data")
+    if not isinstance(section, dict) or "class_path" not in section:
+        return None
+    module, _, name = section["class_path"].rpartition(".")
+    try:
+        data = getattr(importlib.import_module(module), name)(**(section.get("init_args") or {}))
+        if hasattr(data, "check_source"):
+            data.check_source()
+    except (OSError, ValueError, TypeError) as err:  # not found, or arguments it refuses
+        return str(err)
+    return None
 
 
 def _quiet(stage: str) -> list[str]:

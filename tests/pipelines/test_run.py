@@ -231,6 +231,21 @@ def test_shipped_recipes_validate_in_a_dry_run(tmp_path):
         assert not (tmp_path / name).exists()  # a dry run writes nothing
 
 
+def test_a_dry_run_names_the_data_a_stage_would_not_find(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MULTISPIKE_DATA", str(tmp_path / "typo"))
+    result = run("cifar10-airbench", tmp_path / "run", dry_run=True, progress=False)
+    problems = {stage: record.get("problem") for stage, record in result["stages"].items()}
+    assert problems.pop("export") is None  # no data
+    assert all("MULTISPIKE_DATA=" in p and "is not a folder" in p for p in problems.values())
+    assert run("digits", tmp_path / "d", dry_run=True, progress=False)["stages"]["train"].get(
+        "problem"
+    ) is None  # bundled with scikit-learn: always there
+    argv = ["--recipe", "cifar10-airbench", "--dry_run", "true", "--output", str(tmp_path / "r")]
+    assert run_command.main(argv) == 0  # a dry run reports, it does not fail
+    assert "warning: stage convert: CIFAR10 not found" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "env,manager",
     [({}, True), ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, True), ({"LOCAL_RANK": "1"}, False),
