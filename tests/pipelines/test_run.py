@@ -149,7 +149,7 @@ def test_failed_stage_names_itself_and_keeps_earlier_outputs(copy_of, recipe, ca
     broken = {**SHRUNK, "evaluate": ["--eval_images", "0"]}
     with pytest.raises(StageError, match="stage 'evaluate' failed.*exited with 2"):
         run(recipe, copy_of, broken, progress=False)
-    assert "evaluation images must be >= 1" in capsys.readouterr().err
+    assert "--eval_images must be >= 1, got 0" in capsys.readouterr().err
     for stage in ("train", "convert", "distill"):
         assert (copy_of / stage / "done.json").is_file()
     assert not (copy_of / "evaluate" / "done.json").exists()
