@@ -199,6 +199,8 @@ class StepwiseDistillation(
 
     def setup(self, stage: str) -> None:
         """Build the student (first time), set the stage, build the metrics."""
+        if stage == "fit":
+            self.check_reaches_last_stage(self.trainer.max_epochs)
         self.configure_model()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         self.enter_stage(self.stage_at(epoch))

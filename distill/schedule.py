@@ -92,5 +92,20 @@ class StageSchedule:
             self.student = apply_stage(self.student, self.stages[self.stage_index])
             announce(self, f"distillation stage {self.stage_index}: {self.stage}")
 
+    def check_reaches_last_stage(self, max_epochs: int | None) -> None:
+        """Refuse a fit of ``max_epochs`` that ends before the last stage starts: its
+        selection key (the last stage's validation top-1) would never be measured.
+
+        Raises:
+            ValueError: naming ``--trainer.max_epochs`` and the epochs the schedule needs.
+        """
+        start = sum(stage.epochs or 0 for stage in self.stages[:-1])
+        if max_epochs is not None and max_epochs >= 0 and max_epochs <= start:
+            raise ValueError(
+                f"--trainer.max_epochs {max_epochs} ends before the schedule's last stage "
+                f"(the {self.stages[-1].student}) starts at epoch {start}: give at least "
+                f"{start + 1} epochs, or shorten the earlier stages (--model.stages)"
+            )
+
     def on_train_epoch_start(self) -> None:
         self.enter_stage(self.stage_at(self.current_epoch))

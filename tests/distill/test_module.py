@@ -156,6 +156,18 @@ def test_warmup_longer_than_the_fit_is_refused(teacher):
         StepwiseDistillation(teacher, student=student, warmup_steps=-1)
 
 
+def test_a_fit_that_ends_before_the_last_stage_is_refused(teacher, tmp_path):
+    x, y = _digits()
+    qann = calibrate(teacher, [x[:256]], levels=4, progress=False)
+    stages = [Stage("qann", epochs=1), Stage("snn", epochs=1, timesteps=2), Stage("snn")]
+    system = StepwiseDistillation(teacher, student=qann, stages=stages)
+    batches = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=32)
+    trainer = _trainer(max_epochs=2, limit_val_batches=0, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"max_epochs 2 ends .* epoch 2: give at least 3"):
+        trainer.fit(system, batches)
+    assert system.stage_index == -1  # refused before any stage was entered
+
+
 @pytest.mark.parametrize("mixed", [False, True], ids=["fp32", "bf16-autocast"])
 @pytest.mark.parametrize("kind", ["qann", "snn"])
 def test_gradients_reach_every_threshold(teacher, kind, mixed):
