@@ -47,7 +47,7 @@ COMMANDS = {
     "export": "export a converted model folder to ONNX, NIR or sinabs",
     "avalanche": "residual-stream activity of the sparse/SEW/analog forms along depth",
     "run": "run a recipe: train -> convert -> distill -> evaluate -> export, resumable",
-    "demo": "run the embedded digits recipe (no download, a few minutes on a CPU)",
+    "demo": "run the embedded digits recipe (no download, under a minute on a CPU)",
 }
 
 

@@ -1,7 +1,7 @@
 """``multispike demo``: the embedded digits recipe, ``multispike run --recipe digits``.
 
 No download: a CIFAR ResNet-20 is trained on scikit-learn's bundled digits, converted to a
-multi-level SNN that answers in one step, distilled, evaluated and exported (a few minutes
+multi-level SNN that answers in one step, distilled, evaluated and exported (under a minute
 on 2 CPU cores) into ``runs/digits`` (``--output DIR``). Takes ``run``'s options.
 """
 
