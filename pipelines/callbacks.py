@@ -27,13 +27,13 @@ from typing import Any
 import lightning as L
 import timm
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ..convert import fold_qann
 from ..distill.console import announce
 from .folder import serialize
 from .folder.checkpoints import verify_checkpoint
+from .folder.weights_file import write_safetensors
 from .sources import preprocessing
 
 __all__ = ["SaveStudent", "SaveWeights", "chosen_state"]
@@ -168,7 +168,7 @@ class SaveWeights(L.Callback):
             self._save_qann(trainer, pl_module, weights, which)
             return
         self._file.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(self._file))
+        write_safetensors(weights, self._file)
         announce(pl_module, f"weights from {which} saved to {self._file}")
 
     def _save_qann(

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import timm
-from safetensors.torch import save_file
 from torch import fx, nn
 
 from ...convert import SpikingNetwork, neurons, quantizers
 from .hashes import sha256_of
 from .schema import ModelFileError
+from .weights_file import write_safetensors
 
 __all__ = [
     "FORMAT",
@@ -138,9 +138,9 @@ def save(
         raise ValueError(f"model_kwargs must be JSON-serialisable: {err}") from err
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    weights = directory / WEIGHTS_FILE
-    save_file(state, str(weights), metadata={"format": "pt", FORMAT: str(FORMAT_VERSION)})
+    weights = write_safetensors(
+        model.state_dict(), directory / WEIGHTS_FILE, (FORMAT, str(FORMAT_VERSION))
+    )
     is_snn = isinstance(model, SpikingNetwork)
     config = {
         "format": FORMAT,

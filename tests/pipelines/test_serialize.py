@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import warnings
 from importlib import metadata
@@ -235,6 +236,20 @@ def test_invalid_json_is_refused(saved):
     (saved / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ModelFileError, match=f"{CONFIG_FILE} is not valid JSON"):
         load(saved)
+
+
+def test_saving_again_writes_the_same_bytes_with_the_usual_permissions(tmp_path, qann_layer):
+    snn = to_snn(qann_layer, timesteps=2)
+    first = save(snn, tmp_path / "a", model_name=NAME, model_kwargs=KWARGS)
+    digests = set()
+    for i in range(4):  # safetensors orders several metadata keys at random: one key only
+        again = save(snn, tmp_path / f"b{i}", model_name=NAME, model_kwargs=KWARGS)
+        digests.add(hashlib.sha256((again / WEIGHTS_FILE).read_bytes()).hexdigest())
+    assert digests == {hashlib.sha256((first / WEIGHTS_FILE).read_bytes()).hexdigest()}
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (first / WEIGHTS_FILE).stat().st_mode & 0o777
+    assert mode == (first / CONFIG_FILE).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_missing_config_names_the_file(tmp_path):
