@@ -93,7 +93,10 @@ def _first_sentence(text: str) -> str:
 def _option(lines: list[str]) -> list[str]:
     """One option entry, its class lists cut and its description re-wrapped."""
     head, *rest = lines
-    body = " ".join(line.strip() for line in rest)
+    body = ""
+    for line in (line.strip() for line in rest):  # argparse wrapped at hyphens: undo it
+        body += line if re.search(r"\w-$", body) else f" {line}"
+    body = body.strip()
     same_line = re.match(r"^(  \S.*?)\s{2,}(\S.*)$", head)
     if same_line:  # the description starts on the option's own line
         head, body = same_line.group(1), f"{same_line.group(2)} {body}"

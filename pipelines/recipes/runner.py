@@ -26,6 +26,7 @@ an interrupted Lightning stage resumes from its ``last.ckpt``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import json
@@ -89,8 +90,11 @@ def _recipe_text(recipe: str | Path) -> tuple[str, str]:
     entry = resources.files(RECIPES) / f"{recipe}.yaml"
     if not entry.is_file():
         local = f"; to run the file {recipe!r} here, pass ./{recipe}" if path.is_file() else ""
+        close = difflib.get_close_matches(str(recipe), recipe_names(), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise RecipeError(
-            f"unknown recipe {str(recipe)!r}: give a YAML file or one of {recipe_names()}{local}"
+            f"unknown recipe {str(recipe)!r}{hint}: give a YAML file or one of "
+            f"{recipe_names()}{local}"
         )
     return str(recipe), entry.read_text()
 

@@ -203,7 +203,7 @@ def test_broken_recipe_files_are_named(tmp_path):
         load_recipe(path, tmp_path)
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe(tmp_path / "missing.yaml", tmp_path)
-    with pytest.raises(RecipeError, match="unknown recipe 'digitz'.*digits"):
+    with pytest.raises(RecipeError, match=r"unknown recipe 'digitz' \(did you mean digits\?\)"):
         load_recipe("digitz", tmp_path)
     with pytest.raises(RecipeError, match="stage\\(s\\) \\['train'\\]"):
         run("cifar10-resnet20", tmp_path, {"train": ["--trainer.max_epochs", "1"]}, dry_run=True)
