@@ -39,6 +39,18 @@ def _accuracy_section(metrics: dict) -> list[str]:
     return lines
 
 
+def _binary_ratio(metrics: dict) -> str:
+    """`` The binary run here, N=1,T=8 (96.94 %), costs 3.78× its energy.`` (or ``""``)."""
+    main, binary = metrics["snn"], metrics["binary"]
+    if binary["label"] == main["label"] or not main["energy"]["total"]:
+        return ""
+    ratio = binary["energy"]["total"] / main["energy"]["total"]
+    return (
+        f" The binary run here, {binary['label']} ({_pct(binary['top1'])} %), costs "
+        f"{ratio:.2f}× its energy."
+    )
+
+
 def _energy_section(metrics: dict) -> list[str]:
     costs = {**metrics["costs"]["ops_pj"], **metrics["costs"]["memory_pj"]}
     runs = [("ANN (dense MACs)", metrics["ann_energy"])]
@@ -55,7 +67,7 @@ def _energy_section(metrics: dict) -> list[str]:
                 f"- {m['multi_level']} ({_pct(m['multi_level_top1'])} %): none of the binary "
                 f"(N = 1) SNNs evaluated comes within {_pct(m['tolerance'])} points of its "
                 "accuracy, so there is no binary SNN of the same accuracy to compare energy with "
-                "(add longer ones with --sweep, e.g. 1x32)."
+                "(add longer ones with --sweep, e.g. 1x32)." + _binary_ratio(metrics)
             )
         else:
             lines.append(
@@ -118,9 +130,11 @@ def render_markdown(metrics: dict) -> str:
             f"- Machine: {context['machine']}",
             "",
         ]
-    lines += [f"QANN levels L = {metrics['levels']}. Energies in µJ per image (the energy model:"]
     source = metrics["costs"]["source"]
-    lines[-1] += f" multispike docs/method.md §6, {source})."
+    lines += [
+        f"QANN levels L = {metrics['levels']}. Energies in µJ per image (what is counted: "
+        f"multispike's docs/method.md §6; the costs: {source})."
+    ]
     lines += ["", *_accuracy_section(metrics), *_energy_section(metrics), "## Per layer", ""]
     lines += [line for run in spiking_runs(metrics) for line in _layer_section(run)]
     if metrics.get("sweep"):

@@ -135,6 +135,17 @@ def test_report_files_and_valid_pngs(setup, tmp_path):
             assert image.format == "PNG"
 
 
+def test_the_report_gives_the_binary_runs_energy_ratio_when_none_matches():
+    from multispike.pipelines.evaluation.report import _binary_ratio
+
+    snn = {"label": "N=4,T=1", "top1": 0.98, "energy": {"total": 4.0e6}}
+    binary = {"label": "N=1,T=8", "top1": 0.9694, "energy": {"total": 15.12e6}}
+    assert _binary_ratio({"snn": snn, "binary": binary}) == (
+        " The binary run here, N=1,T=8 (96.94 %), costs 3.78× its energy."
+    )
+    assert _binary_ratio({"snn": binary, "binary": binary}) == ""  # a binary SNN itself
+
+
 def test_a_binary_snn_is_evaluated_once_as_both_roles(setup, tmp_path):
     ann, qann, loader = setup
     metrics = evaluate(ann, qann, loader, max_spikes=1, timesteps=4, binary_timesteps=4,
