@@ -4,6 +4,7 @@ thresholds, transforms, preprocessing, library versions, the weights' sha256) be
 
 - :mod:`.serialize`: :func:`save`; :mod:`.deserialize`: :func:`load` (the QANN or SNN it holds);
 - :mod:`.hashes`: the SHA-256 of the weights and of checkpoints;
+- :mod:`.weights_file`: safetensors written with the same bytes for the same tensors;
 - :mod:`.schema`: the checks a ``config.json`` passes before anything is built from it;
 - :mod:`.checkpoints`: Lightning checkpoints with sha256 sidecars, resumable folders.
 """
