@@ -199,7 +199,7 @@ class StepwiseDistillation(
 
     def setup(self, stage: str) -> None:
         """Build the student (first time), set the stage, build the metrics."""
-        if stage == "fit":
+        if stage == "fit" and not self.trainer.fast_dev_run:  # a smoke run may stop anywhere
             self.check_reaches_last_stage(self.trainer.max_epochs)
         self.configure_model()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
