@@ -119,7 +119,10 @@ def load_recipe(recipe: str | Path, run_dir: str | Path) -> Recipe:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {name!r} is not valid YAML: {err}") from err
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise RecipeError(f"recipe {name!r} is not valid YAML{at}: {problem}") from err
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {name!r} must be a mapping of stage sections")
     description = str(data.pop("description", ""))

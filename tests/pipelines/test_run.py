@@ -198,6 +198,10 @@ def test_broken_recipe_files_are_named(tmp_path):
     path.write_text("convert: {model: ms_resnet20, levels: 4, percentil: 99}\n")
     with pytest.raises(RecipeError, match="section 'convert'.*percentil"):
         run(path, tmp_path / "run", dry_run=True, progress=False)
+    path.write_text(f'convert: !!python/object/apply:os.system ["touch {tmp_path}/pwned"]\n')
+    with pytest.raises(RecipeError, match=r"YAML \(line 1, column 10\): could not") as err:
+        load_recipe(path, tmp_path)
+    assert "\n" not in str(err.value) and not (tmp_path / "pwned").exists()  # safe_load
     path.write_text("modle: {name: resnet18}\n")
     with pytest.raises(RecipeError, match=r"unknown section\(s\) \['modle'\]"):
         load_recipe(path, tmp_path)
