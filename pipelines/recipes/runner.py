@@ -283,12 +283,14 @@ def run(
 
 def _missing_data(config: str) -> str | None:
     """Why the data a stage's ``config`` names cannot be found, or ``None``; reads and
-    downloads nothing (the DataModule's ``check_source``)."""
+    downloads nothing (the DataModule's ``check_source``; multispike's DataModules only)."""
     import yaml
 
     section = yaml.safe_load(config).get("data")
     if not isinstance(section, dict) or "class_path" not in section:
         return None
+    if not str(section["class_path"]).startswith("multispike.pipelines.data."):
+        return None  # a user's own DataModule: building it might already do work
     module, _, name = section["class_path"].rpartition(".")
     try:
         data = getattr(importlib.import_module(module), name)(**(section.get("init_args") or {}))
