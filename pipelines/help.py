@@ -166,27 +166,26 @@ def explain(message: str) -> str | None:
     a DataModule name misspelt, an option its class lacks, a value outside a fixed choice."""
     key = re.match(r'Parser key "([\w.]+)"', message)
     given = re.search(r"(?:Given|Got) value: (.*)$", message.strip())
-    if key and "Expected a dot import path string" in message and key.group(1) == "data":
-        from . import data
+    path = re.search(r"Expected a dot import path string: (\S+)", message)
+    if key and path:  # a class option given something that is no class path
+        asked, k = path.group(1), key.group(1)
+        if k == "data":
+            from . import data
 
-        names = [n for n in data.__all__ if n.endswith("DataModule")]
-        names = [n for n in names if not n.startswith(("Classification", "Event"))]
-        asked = message.rsplit("Expected a dot import path string: ", 1)[1].split()[0]
-        return (
-            f"--data {asked}: no such DataModule{_closest(asked, names)}; known: {', '.join(names)}"
-            " or a class path (package.module.Class)"
-        )
-    if key and "Expected a dot import path string" in message:  # a class option given a name
-        asked = message.rsplit("Expected a dot import path string: ", 1)[1].split()[0]
+            names = [n for n in data.__all__ if n.endswith("DataModule")]
+            names = [n for n in names if not n.startswith(("Classification", "Event"))]
+            return (
+                f"--data {asked}: no such DataModule{_closest(asked, names)}; known: "
+                f"{', '.join(names)} or a class path (package.module.Class)"
+            )
         import timm
 
         if timm.is_model(asked):
-            k = key.group(1)
             return (
                 f"--{k} {asked}: a network is given by its loader, --{k} multispike.zoo.load_model "
                 f"--{k}.model_name {asked} (and --{k}.pretrained true for its weights)"
             )
-        return f"--{key.group(1)} {asked}: not a class path (package.module.Class) or YAML file"
+        return f"--{k} {asked}: not a class path (package.module.Class) or YAML file"
     option = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
     if key and option:
         group, (cls, name) = key.group(1), option.groups()
@@ -196,10 +195,10 @@ def explain(message: str) -> str | None:
             )
         close = _closest(name, _init_options(cls), prefix=f"--{group}.")
         return f"--{group}.{name}: {cls.rsplit('.', 1)[-1]} has no option {name!r}{close}"
-    choices = re.search(r"Literal\[([^\]]*)\]", message)
-    if key and choices and given:
-        allowed = re.findall(r"'([^']*)'", choices.group(1))
-        value = given.group(1).strip()
+    literals = re.findall(r"Literal\[([^\]]*)\]", message)
+    allowed = list(dict.fromkeys(a for g in literals for a in re.findall(r"'([^']*)'", g)))
+    value = given.group(1).strip() if given else ""
+    if key and allowed and value and not value.startswith(("[", "{")):  # a plain value
         hint = _closest(value, allowed)
         return f"--{key.group(1)} {value}: must be one of {', '.join(allowed)}{hint}"
     return None
@@ -213,21 +212,23 @@ def _closest(asked: str, known: list[str], prefix: str = "") -> str:
 
 
 def _init_options(class_path: str) -> list[str]:
-    """The keyword arguments ``class_path``'s constructors take, along its bases."""
+    """The keyword arguments ``class_path`` takes: a class's constructors along its bases, or a
+    function's (``multispike.zoo.load_model``)."""
     import importlib
     import inspect
 
     module, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+        target = getattr(importlib.import_module(module), name)
+        inits = (
+            [k.__dict__["__init__"] for k in target.__mro__ if "__init__" in k.__dict__]
+            if isinstance(target, type)
+            else [target]  # a function: its own arguments
+        )
+        names = [p for init in inits for p in inspect.signature(init).parameters]
+    except (ImportError, AttributeError, TypeError, ValueError):
         return []
-    names: list[str] = []
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is not None:
-            names += [p for p in inspect.signature(init).parameters if p not in ("self",)]
-    return list(dict.fromkeys(n for n in names if n not in ("args", "kwargs")))
+    return list(dict.fromkeys(n for n in names if n not in ("self", "args", "kwargs")))
 
 
 def install(parser: Any) -> Any:

@@ -7,7 +7,7 @@ import urllib.error
 import pytest
 
 from multispike.pipelines.cli import COMMANDS, main
-from multispike.pipelines.help import compact_help, did_you_mean, plain
+from multispike.pipelines.help import compact_help, did_you_mean, explain, plain
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -69,6 +69,11 @@ def test_compact_help_keeps_the_default_and_the_first_sentence():
         ),
         (["train", "--data.batch_size", "64"], "--data.batch_size: name the class first"),
         (
+            ["train", "--model.model", "multispike.zoo.load_model", "--model.model.modelname", "x"],
+            "load_model has no option 'modelname' (did you mean --model.model.model_name?)",
+        ),
+        (["distill", "--trainer.precision", "bf17"], "bf16-mixed, 32-true"),
+        (
             ["train", "--model.model", "ms_resnet20"],
             "--model.model ms_resnet20: a network is given by its loader, --model.model "
             "multispike.zoo.load_model --model.model.model_name ms_resnet20",
@@ -87,6 +92,12 @@ def test_a_misspelt_option_gets_the_closest_names(argv, hint, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert hint in err and len(err.strip().splitlines()) == 2  # the error and where help is
+
+
+def test_explain_leaves_what_it_does_not_recognise_to_jsonargparse():
+    assert explain('Parser key "data":\n  Expected a dot import path string: \n') is None
+    nested = 'Parser key "model.stages":\n  Expected a typing.Literal[\'qann\', \'snn\']'
+    assert explain(nested + "\n  Given value: [{'student': 'snx'}]") is None
 
 
 def test_did_you_mean_reads_keys_of_config_errors():
