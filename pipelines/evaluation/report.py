@@ -39,12 +39,15 @@ def _accuracy_section(metrics: dict) -> list[str]:
     return lines
 
 
-def _binary_ratio(metrics: dict) -> str:
-    """`` The binary run here, N=1,T=8 (96.94 %), costs 3.78× its energy.`` (or ``""``)."""
-    main, binary = metrics["snn"], metrics["binary"]
-    if binary["label"] == main["label"] or not main["energy"]["total"]:
+def _binary_ratio(metrics: dict, label: str) -> str:
+    """`` The binary run here, N=1,T=8 (96.94 %), costs 3.78× its energy.`` for the
+    multi-level run ``label`` (the main SNN or a sweep entry), or ``""``."""
+    binary = metrics["binary"]
+    runs = [metrics["snn"], *metrics.get("sweep", [])]
+    run = next((r for r in runs if r["label"] == label), None)
+    if run is None or label == binary["label"] or not run["energy"]["total"]:
         return ""
-    ratio = binary["energy"]["total"] / main["energy"]["total"]
+    ratio = binary["energy"]["total"] / run["energy"]["total"]
     return (
         f" The binary run here, {binary['label']} ({_pct(binary['top1'])} %), costs "
         f"{ratio:.2f}× its energy."
@@ -67,7 +70,8 @@ def _energy_section(metrics: dict) -> list[str]:
                 f"- {m['multi_level']} ({_pct(m['multi_level_top1'])} %): none of the binary "
                 f"(N = 1) SNNs evaluated comes within {_pct(m['tolerance'])} points of its "
                 "accuracy, so there is no binary SNN of the same accuracy to compare energy with "
-                "(add longer ones with --sweep, e.g. 1x32)." + _binary_ratio(metrics)
+                "(add longer ones with --sweep, e.g. 1x32)."
+                + _binary_ratio(metrics, m["multi_level"])
             )
         else:
             lines.append(

@@ -140,10 +140,13 @@ def test_the_report_gives_the_binary_runs_energy_ratio_when_none_matches():
 
     snn = {"label": "N=4,T=1", "top1": 0.98, "energy": {"total": 4.0e6}}
     binary = {"label": "N=1,T=8", "top1": 0.9694, "energy": {"total": 15.12e6}}
-    assert _binary_ratio({"snn": snn, "binary": binary}) == (
+    other = {"label": "N=2,T=1", "top1": 0.97, "energy": {"total": 7.56e6}}
+    metrics = {"snn": snn, "binary": binary, "sweep": [snn, binary, other]}
+    assert _binary_ratio(metrics, "N=4,T=1") == (
         " The binary run here, N=1,T=8 (96.94 %), costs 3.78× its energy."
     )
-    assert _binary_ratio({"snn": binary, "binary": binary}) == ""  # a binary SNN itself
+    assert _binary_ratio(metrics, "N=2,T=1").endswith("costs 2.00× its energy.")  # its own
+    assert _binary_ratio({"snn": binary, "binary": binary}, "N=1,T=8") == ""  # binary itself
 
 
 def test_a_binary_snn_is_evaluated_once_as_both_roles(setup, tmp_path):
