@@ -16,9 +16,10 @@ __all__ = ["write_safetensors"]
 def write_safetensors(
     tensors: Mapping[str, torch.Tensor], path: str | Path, tag: tuple[str, str] | None = None
 ) -> Path:
-    """Write ``tensors`` (CPU, contiguous copies are taken) to ``path``; ``tag`` is the one
-    ``(key, value)`` of the header's metadata (safetensors orders several keys at random)."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    """Write ``tensors`` (CPU copies: tied weights are saved once per name) to ``path``;
+    ``tag`` is the one ``(key, value)`` of the header's metadata (safetensors orders several
+    keys at random)."""
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     data = save(state, metadata=dict([tag]) if tag else None)
     path = Path(path)
     path.write_bytes(data)

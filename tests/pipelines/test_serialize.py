@@ -252,6 +252,19 @@ def test_saving_again_writes_the_same_bytes_with_the_usual_permissions(tmp_path,
     assert mode == (first / CONFIG_FILE).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_tied_weights_are_written_once_per_name(tmp_path):
+    from safetensors.torch import load_file
+
+    from multispike.pipelines.folder.weights_file import write_safetensors
+
+    shared = torch.arange(6.0).view(2, 3)
+    path = write_safetensors(
+        {"a.weight": shared, "b.weight": shared, "c": shared.t()}, tmp_path / "w"
+    )
+    read = load_file(str(path))
+    assert torch.equal(read["a.weight"], shared) and torch.equal(read["c"], shared.t())
+
+
 def test_missing_config_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=CONFIG_FILE):
         load(tmp_path)
