@@ -53,7 +53,7 @@ class Engine:
         except (RuntimeError, MisconfigurationException) as err:  # no such device here
             raise ValueError(
                 f"--trainer.accelerator {self.accelerator} --trainer.devices {self.devices}: "
-                f"{err} (on this machine: --trainer.accelerator auto)"
+                f"{err} (--trainer.accelerator auto takes what this machine has)"
             ) from None
         fabric.launch()
         return fabric

@@ -176,7 +176,8 @@ def check_state_dict(
         ("shape mismatches", len(shapes), shapes),
     ):
         if items:
-            more = f", … ({len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
+            unit = " modules" if items is not shapes else ""
+            more = f", … ({len(items) - _SHOWN} more{unit})" if len(items) > _SHOWN else ""
             shown = ", ".join(items[:_SHOWN]) + more
             parts.append(f"{count} {title}: {shown}")
     hint = "is it a checkpoint of this architecture and width?"

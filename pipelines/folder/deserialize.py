@@ -268,6 +268,7 @@ def _not_a_model_folder(folder: Path) -> str:
     if not folder.is_dir():
         return f"{folder} is a file, not a model folder; {what} (ANN weights go to --checkpoint)"
     inside = sorted(p.parent for p in folder.glob(f"*/{CONFIG_FILE}"))
+    inside += sorted(p.parent for p in folder.glob(f"*/*/{CONFIG_FILE}"))  # a run: distill/student
     if inside:
         names = ", ".join(str(p) for p in inside[:3])
         return f"{folder} holds no {CONFIG_FILE}; model folders inside it: {names}"

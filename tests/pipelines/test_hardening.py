@@ -228,7 +228,10 @@ def test_every_bad_cli_input_is_one_line_and_exit_2(tmp_path, npz, capsys, monke
     assert not (tmp_path / "pwned-by-checkpoint").exists()  # the pickle's payload never ran
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU that this machine lacks")
+@pytest.mark.skipif(
+    torch.cuda.is_available() or torch.backends.mps.is_available(),
+    reason="asks for a GPU that this machine lacks",
+)
 @pytest.mark.parametrize("command", ["convert", "train"])
 def test_an_accelerator_this_machine_lacks_is_one_line(tmp_path, capsys, monkeypatch, command):
     monkeypatch.chdir(tmp_path)

@@ -106,7 +106,7 @@ def test_model_missing_keys_are_listed(tmp_path):
     message = str(err.value)  # every key counted, one entry per module, the first eight named
     assert f"{len(missing)} missing keys: layer1.3.bn1.{{bias,running_mean,running_var," in message
     modules = {k.rpartition(".")[0] for k in missing}
-    assert f"… ({len(modules) - 8} more)" in message
+    assert f"… ({len(modules) - 8} more modules)" in message
 
 
 def test_wrong_num_classes_names_the_shape_mismatch(tmp_path, source):
